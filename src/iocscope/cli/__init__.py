@@ -1,0 +1,1 @@
+"""The iocscope command line, one module per command group."""

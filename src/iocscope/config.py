@@ -1,0 +1,184 @@
+"""Settings: one TOML file, environment variables and secret files.
+
+The file is found in this order: the ``--config`` option, the
+``IOCSCOPE_CONFIG`` environment variable, then ``DEFAULT_CONFIG_PATH`` when it
+exists. With no file, the embedded defaults apply. Secrets never come from
+command-line arguments: an API key is read from the environment variable a
+source names (``api_key_env``) or from a file (``api_key_file``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from iocscope.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/iocscope/iocscope.toml")
+CONFIG_ENV = "IOCSCOPE_CONFIG"
+DATA_DIR_ENV = "IOCSCOPE_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """Return the data directory used when the configuration names none."""
+    from_env = os.environ.get(DATA_DIR_ENV)
+    if from_env:
+        return Path(from_env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/iocscope")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "iocscope"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScopeSettings(_Strict):
+    """Which indicators count as internal and never leave the host."""
+
+    internal_domains: tuple[str, ...] = ()
+    internal_networks: tuple[str, ...] = ()
+    # Ranges treated as public even though they are not (for labs that use
+    # documentation or private addresses to simulate attackers).
+    public_overrides: tuple[str, ...] = ()
+
+
+class ScoringSettings(_Strict):
+    """Thresholds of the verdict and per-source weight overrides."""
+
+    malicious_threshold: int = Field(default=70, ge=1, le=100)
+    suspicious_threshold: int = Field(default=30, ge=1, le=100)
+    # A flag from one source whose weight is below this is "weak": alone it
+    # can never make an indicator malicious.
+    strong_weight: float = Field(default=0.6, ge=0.0, le=1.0)
+    weights: dict[str, float] = Field(default_factory=dict)
+
+
+class SourceSettings(_Strict):
+    """Settings of one source; every field is optional."""
+
+    enabled: bool = True
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    base_url: str | None = None
+    timeout: float | None = Field(default=None, gt=0, le=120)
+    rate_per_minute: float | None = Field(default=None, gt=0)
+    daily_budget: int | None = Field(default=None, ge=0)
+    # Cache lifetimes in seconds by outcome.
+    ttl_found: int | None = Field(default=None, ge=0)
+    ttl_not_found: int | None = Field(default=None, ge=0)
+    url: str | None = None  # feed download address
+
+
+class GeoipSettings(_Strict):
+    """Paths of MaxMind databases (GeoLite2 or GeoIP2 format)."""
+
+    asn_db: Path | None = None
+    city_db: Path | None = None
+
+
+class AlertSettings(_Strict):
+    """Limits applied to each Wazuh alert."""
+
+    max_observables: int = Field(default=32, ge=1, le=1000)
+
+
+class Settings(_Strict):
+    """The whole effective configuration."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    scope: ScopeSettings = ScopeSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    geoip: GeoipSettings = GeoipSettings()
+    alerts: AlertSettings = AlertSettings()
+    concurrency: int = Field(default=16, ge=1, le=256)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    def source(self, name: str) -> SourceSettings:
+        """Return the settings of one source, defaults when the file has none."""
+        return self.sources.get(name, SourceSettings())
+
+
+def find_config_path(explicit: Path | None) -> Path | None:
+    """Return the configuration file to read, or None for the embedded defaults."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    if DEFAULT_CONFIG_PATH.exists():
+        return DEFAULT_CONFIG_PATH
+    return None
+
+
+def load_settings(explicit: Path | None = None) -> Settings:
+    """Read the configuration file (if any) and validate it."""
+    path = find_config_path(explicit)
+    if path is None:
+        return Settings()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} not found: create it or unset {CONFIG_ENV}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    return settings_from_mapping(raw, origin=str(path))
+
+
+def settings_from_mapping(raw: dict[str, Any], origin: str = "<mapping>") -> Settings:
+    """Validate a parsed configuration; errors name the setting and the problem."""
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration in {origin}: {problems}") from exc
+
+
+def resolve_api_key(name: str, settings: SourceSettings) -> SecretStr | None:
+    """Return the API key of a source from its file or environment variable.
+
+    The default environment variable is ``IOCSCOPE_<NAME>_API_KEY``. A key
+    file must not be readable by other users; the key is the file's first
+    line with surrounding white space removed.
+    """
+    if settings.api_key_file is not None:
+        return _read_key_file(name, settings.api_key_file)
+    env_name = settings.api_key_env or f"IOCSCOPE_{name.upper()}_API_KEY"
+    value = os.environ.get(env_name, "").strip()
+    return SecretStr(value) if value else None
+
+
+def _read_key_file(name: str, path: Path) -> SecretStr:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the API key file {path} of source {name}: {exc.strerror}"
+        ) from exc
+    if mode & 0o004:
+        raise ConfigError(
+            f"API key file {path} of source {name} is readable by every user: "
+            f"run chmod 640 {path}"
+        )
+    lines = text.strip().splitlines()
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise ConfigError(f"API key file {path} of source {name} is empty")
+    return SecretStr(key)

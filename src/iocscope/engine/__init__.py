@@ -1,0 +1,1 @@
+"""The lookup pipeline: cache, limits, scoring and fan-out."""

@@ -1,0 +1,1 @@
+"""Indicator parsing, normalisation and scope: pure functions, no I/O."""

@@ -1,0 +1,1 @@
+"""Where indicators live in a Wazuh alert, and how to pull them out."""

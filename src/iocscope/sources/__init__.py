@@ -1,0 +1,1 @@
+"""Intelligence sources: the contract, the registry and one module per source."""

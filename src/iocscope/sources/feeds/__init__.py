@@ -1,0 +1,1 @@
+"""Bulk feeds: catalogue, format parsers, in-memory indexes and sync."""
