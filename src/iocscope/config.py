@@ -12,9 +12,17 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from iocscope.errors import ConfigError
 
@@ -57,7 +65,16 @@ class ScoringSettings(_Strict):
     # A flag from one source whose weight is below this is "weak": alone it
     # can never make an indicator malicious.
     strong_weight: float = Field(default=0.6, ge=0.0, le=1.0)
-    weights: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> ScoringSettings:
+        if self.suspicious_threshold >= self.malicious_threshold:
+            raise ValueError(
+                f"suspicious_threshold ({self.suspicious_threshold}) must be lower than "
+                f"malicious_threshold ({self.malicious_threshold})"
+            )
+        return self
 
 
 class SourceSettings(_Strict):
@@ -89,6 +106,34 @@ class AlertSettings(_Strict):
     max_observables: int = Field(default=32, ge=1, le=1000)
 
 
+class WazuhSettings(_Strict):
+    """Where the Wazuh manager lives and which alerts the daemon enriches."""
+
+    wazuh_dir: Path = Path("/var/ossec")
+    # Each path below defaults to its place under wazuh_dir when unset.
+    queue_socket: Path | None = None
+    spool_dir: Path | None = None
+    alerts_json: Path | None = None
+    # Follow alerts.json directly instead of (or besides) the integratord spool.
+    follow_alerts: bool = False
+    min_level: int = Field(default=3, ge=0, le=16)
+    groups: tuple[str, ...] = ()
+    rule_ids: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+    # Observables that are not public are never enriched; emit no event for them.
+    emit_not_public: bool = False
+    poll_interval: float = Field(default=0.5, gt=0, le=60)
+
+    def queue_socket_path(self) -> Path:
+        return self.queue_socket or self.wazuh_dir / "queue" / "sockets" / "queue"
+
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.wazuh_dir / "var" / "iocscope" / "spool"
+
+    def alerts_json_path(self) -> Path:
+        return self.alerts_json or self.wazuh_dir / "logs" / "alerts" / "alerts.json"
+
+
 class Settings(_Strict):
     """The whole effective configuration."""
 
@@ -98,6 +143,10 @@ class Settings(_Strict):
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
     geoip: GeoipSettings = GeoipSettings()
     alerts: AlertSettings = AlertSettings()
+    wazuh: WazuhSettings = WazuhSettings()
+    # Indicators, CIDR ranges or domains (with their subdomains) that are
+    # benign by decision of the operator: no source is asked about them.
+    allowlist: tuple[str, ...] = ()
     concurrency: int = Field(default=16, ge=1, le=256)
 
     @field_validator("data_dir")
@@ -130,7 +179,9 @@ def load_settings(explicit: Path | None = None) -> Settings:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"configuration file {path} not found: create it or unset {CONFIG_ENV}") from exc
+        raise ConfigError(
+            f"configuration file {path} not found: create it or unset {CONFIG_ENV}"
+        ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -174,8 +225,7 @@ def _read_key_file(name: str, path: Path) -> SecretStr:
         ) from exc
     if mode & 0o004:
         raise ConfigError(
-            f"API key file {path} of source {name} is readable by every user: "
-            f"run chmod 640 {path}"
+            f"API key file {path} of source {name} is readable by every user: run chmod 640 {path}"
         )
     lines = text.strip().splitlines()
     key = lines[0].strip() if lines else ""
