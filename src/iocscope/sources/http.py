@@ -1,0 +1,359 @@
+"""The shared HTTP client and the one request helper that API sources use.
+
+Sources do not interpret httpx errors or HTTP statuses themselves.
+``request_json`` turns transport errors, statuses and unusable bodies into the
+``SourceError`` types of ``iocscope.errors``. It retries timeouts, 5xx and 429
+within a total deadline and writes one log line per outbound call. That line
+carries the URL path only, never the query string or headers, because those
+are where credentials could appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from iocscope import __version__
+from iocscope.config import Settings
+from iocscope.errors import (
+    AuthenticationError,
+    BadResponseError,
+    QuotaExceededError,
+    RateLimitedError,
+    SourceError,
+    SourceTimeoutError,
+)
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"iocscope/{__version__}"
+DEFAULT_TIMEOUT = 10.0  # seconds; sources pass their own per-request timeout
+CONNECT_TIMEOUT = 5.0
+MAX_BODY_BYTES = 8 * 1024 * 1024  # bounds memory; no provider response comes near it
+BACKOFF_BASE = 0.5  # seconds before the first retry of a timeout or 5xx; doubles each time
+DETAIL_LIMIT = 200  # characters of a provider's error text quoted in a message
+
+# Header values that are never credentials. Every other header value a caller
+# passes is treated as one and removed from provider text quoted in errors.
+_PUBLIC_HEADERS = frozenset({"accept", "content-type", "user-agent"})
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+QuotaCheck = Callable[[httpx.Headers], bool]
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """Build the one ``AsyncClient`` shared by every source.
+
+    Redirects are not followed: a response must never move a request, and the
+    key header it carries, to another host.
+    """
+    # Each indicator fans out to several sources at once, so the pool grows
+    # with the number of indicators enriched concurrently.
+    limits = httpx.Limits(
+        max_connections=max(32, 4 * settings.concurrency),
+        max_keepalive_connections=max(8, settings.concurrency),
+        keepalive_expiry=30.0,
+    )
+    return httpx.AsyncClient(
+        headers={"User-Agent": USER_AGENT},
+        timeout=httpx.Timeout(DEFAULT_TIMEOUT, connect=CONNECT_TIMEOUT),
+        limits=limits,
+        follow_redirects=False,
+        http2=False,
+    )
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Return the wait in seconds that a ``Retry-After`` header value requests.
+
+    Both forms of RFC 9110 are accepted: delay-seconds and an HTTP-date. A date
+    in the past gives 0. An absent or unreadable value gives None.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        return _seconds_until(text, now or datetime.now(UTC))
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds_until(text: str, now: datetime) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+async def request_json(
+    client: httpx.AsyncClient,
+    source: str,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    json: Any = None,
+    timeout: float,
+    retries: int = 2,
+    retry_cap: float = 30.0,
+    sleep: Sleep = asyncio.sleep,
+    deadline: float | None = None,
+    expect: Collection[int] = (200,),
+    key_hint: str | None = None,
+    is_quota: QuotaCheck | None = None,
+    clock: Clock = time.monotonic,
+) -> tuple[int, Any]:
+    """Send a request and return ``(status, parsed JSON body)``.
+
+    Only statuses in ``expect`` return. Errors raised, all with ``source`` set:
+
+    - ``SourceTimeoutError`` when no attempt got a response within ``timeout``;
+    - ``AuthenticationError`` on 401 and 403, never retried (``key_hint``
+      names where the key comes from; None means a keyless source);
+    - ``QuotaExceededError`` on a 429 that ``is_quota`` recognises, never retried;
+    - ``RateLimitedError`` on 429 when the ``Retry-After`` wait exceeds
+      ``retry_cap`` or the retries are spent, with ``retry_after`` set;
+    - ``BadResponseError`` on persistent 5xx, any other unexpected status,
+      an HTML or non-JSON body, or a transport failure.
+
+    Timeouts, 5xx and 429 are retried up to ``retries`` times. A 429 waits for
+    its ``Retry-After``; the others back off from ``BACKOFF_BASE``. No retry
+    starts when its wait would pass ``deadline`` seconds after the first
+    attempt (default: every attempt may use its full timeout, plus one wait of
+    ``retry_cap``). ``sleep`` and ``clock`` are injectable for tests.
+    """
+    call = _Call(client, source, method, url, dict(headers or {}), params, json, expect)
+    budget = deadline if deadline is not None else timeout * (retries + 1) + retry_cap
+    started = clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = max(budget - (clock() - started), 0.01)
+        try:
+            return await _send_once(call, min(timeout, remaining), attempt, key_hint, is_quota)
+        except _Retryable as retry:
+            wait = retry.wait if retry.wait is not None else BACKOFF_BASE * 2 ** (attempt - 1)
+            if attempt > retries or wait > retry_cap or clock() - started + wait >= budget:
+                raise retry.give_up(source, attempt, timeout) from retry.cause
+            log.warning(
+                "source=%s retry=%d/%d reason=%s wait_s=%g", source, attempt, retries, retry, wait
+            )
+            await sleep(wait)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    client: httpx.AsyncClient
+    source: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    params: Mapping[str, str] | None
+    json: Any
+    expect: Collection[int]
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(
+            value
+            for name, value in self.headers.items()
+            if name.lower() not in _PUBLIC_HEADERS and value
+        )
+
+
+class _Retryable(Exception):  # noqa: N818 - internal control flow, never escapes request_json
+    """An attempt failed in a way worth retrying; ``give_up`` builds the final error."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        wait: float | None = None,
+        detail: str = "",
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(reason if status is None else f"{reason} {status}")
+        self.reason = reason
+        self.status = status
+        self.wait = wait
+        self.detail = detail
+        self.cause = cause
+
+    def give_up(self, source: str, attempts: int, timeout: float) -> SourceError:
+        tries = f"{attempts} attempt" if attempts == 1 else f"{attempts} attempts"
+        if self.reason == "timeout":
+            return SourceTimeoutError(
+                source,
+                f"no response within {timeout:g} s after {tries}; "
+                f"check the network or raise sources.{source}.timeout",
+            )
+        status = _status_text(self.status or 0, self.detail)
+        if self.reason == "server error":
+            return BadResponseError(source, f"server error ({status}) after {tries}")
+        message = f"rate limited ({status}) after {tries}"
+        if self.wait is not None:
+            message += f"; retry after {self.wait:g} s"
+        return RateLimitedError(source, message, retry_after=self.wait)
+
+
+async def _send_once(
+    call: _Call,
+    timeout: float,
+    attempt: int,
+    key_hint: str | None,
+    is_quota: QuotaCheck | None,
+) -> tuple[int, Any]:
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        # httpx timeouts bound each network operation; this bounds the attempt.
+        async with asyncio.timeout(timeout):
+            response, body = await _fetch(call, timeout)
+        outcome = str(response.status_code)
+    except (httpx.TimeoutException, TimeoutError) as exc:
+        outcome = "timeout"
+        raise _Retryable("timeout", cause=exc) from exc
+    except httpx.TransportError as exc:
+        host = httpx.URL(call.url).netloc.decode("ascii", "replace")
+        message = f"request to {host} failed ({type(exc).__name__}: {exc})"
+        raise BadResponseError(call.source, message) from exc
+    finally:
+        log.info(
+            "source=%s method=%s path=%s status=%s latency_ms=%.0f attempt=%d",
+            call.source,
+            call.method,
+            httpx.URL(call.url).path,
+            outcome,
+            (time.perf_counter() - started) * 1000,
+            attempt,
+        )
+    return _interpret(call, response, body, key_hint, is_quota)
+
+
+async def _fetch(call: _Call, timeout: float) -> tuple[httpx.Response, bytes]:
+    request = call.client.stream(
+        call.method,
+        call.url,
+        headers=call.headers,
+        params=call.params,
+        json=call.json,
+        timeout=timeout,
+    )
+    async with request as response:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                message = f"returned a body larger than {MAX_BODY_BYTES} bytes"
+                raise BadResponseError(call.source, message)
+    return response, bytes(body)
+
+
+def _interpret(
+    call: _Call,
+    response: httpx.Response,
+    body: bytes,
+    key_hint: str | None,
+    is_quota: QuotaCheck | None,
+) -> tuple[int, Any]:
+    status = response.status_code
+    if status in (401, 403):
+        raise _auth_error(call, status, body, key_hint)
+    if status == 429:
+        wait = parse_retry_after(response.headers.get("Retry-After"))
+        detail = _provider_detail(body, call.secrets)
+        if is_quota is not None and is_quota(response.headers):
+            message = f"daily quota exhausted ({_status_text(status, detail)})"
+            if wait is not None:
+                message += f"; retry after {wait:g} s"
+            raise QuotaExceededError(call.source, message, retry_after=wait)
+        raise _Retryable("rate limited", status=status, wait=wait, detail=detail)
+    if status >= 500:
+        detail = _provider_detail(body, call.secrets)
+        raise _Retryable("server error", status=status, detail=detail)
+    if status not in call.expect:
+        detail = _provider_detail(body, call.secrets)
+        raise BadResponseError(call.source, f"unexpected response ({_status_text(status, detail)})")
+    return status, decode_json(call.source, status, response.headers, body)
+
+
+def _auth_error(call: _Call, status: int, body: bytes, key_hint: str | None) -> SourceError:
+    status_text = _status_text(status, _provider_detail(body, call.secrets))
+    if key_hint is None:
+        return AuthenticationError(call.source, f"access was denied ({status_text})")
+    return AuthenticationError(call.source, f"the API key was rejected ({status_text}); {key_hint}")
+
+
+def decode_json(source: str, status: int, headers: httpx.Headers, body: bytes) -> Any:
+    """Parse a JSON body; raise ``BadResponseError`` on HTML, an empty body or invalid JSON."""
+    stripped = body.lstrip()
+    if "html" in headers.get("content-type", "").lower() or stripped.startswith(b"<"):
+        raise BadResponseError(
+            source,
+            f"returned an HTML page instead of JSON (status {status}); "
+            "the provider may be showing a challenge page",
+        )
+    if not stripped:
+        raise BadResponseError(source, f"returned an empty body (status {status})")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadResponseError(
+            source, f"returned a body that is not valid JSON (status {status}, {len(body)} bytes)"
+        ) from exc
+
+
+def _status_text(status: int, detail: str) -> str:
+    return f"status {status}: {detail}" if detail else f"status {status}"
+
+
+def _provider_detail(body: bytes, secrets: Collection[str]) -> str:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    return error_detail(payload, secrets)
+
+
+def error_detail(payload: Any, secrets: Collection[str] = ()) -> str:
+    """Return the provider's error text from a parsed error body, shortened and redacted.
+
+    Recognised shapes: ``{"errors": [{"detail": ...}]}`` (AbuseIPDB),
+    ``{"detail": ...}``, ``{"message": ...}`` and ``{"error": ...}``. Each of
+    ``secrets`` is replaced by ``***`` in case a provider echoes a credential.
+    """
+    text = _first_text(payload)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 3] + "..."
+
+
+def _first_text(payload: Any) -> str:
+    if not isinstance(payload, dict):
+        return ""
+    errors = payload.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        payload = errors[0]
+    for field in ("detail", "message", "error"):
+        value = payload.get(field)
+        if isinstance(value, str):
+            return value
+    return ""
