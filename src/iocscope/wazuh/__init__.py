@@ -1,0 +1,1 @@
+"""Wazuh integration: the scripts Wazuh runs, the spool, the daemon and the queue socket."""

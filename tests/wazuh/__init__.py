@@ -1,0 +1,1 @@
+"""Tests of the Wazuh integration: scripts, spool, daemon and queue socket."""
