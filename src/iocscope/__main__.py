@@ -1,0 +1,5 @@
+"""Run the command line with ``python -m iocscope``."""
+
+from iocscope.cli.main import main
+
+main()

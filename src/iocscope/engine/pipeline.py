@@ -1,0 +1,264 @@
+"""The lookup pipeline for one indicator.
+
+Scope, allowlist, local sources (feeds and offline databases, which cost
+nothing), then every eligible API source at once, each behind the cache, the
+rate limiter and its own timeout. A source that fails adds an ``error`` or
+``rate_limited`` record; it never fails the enrichment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from iocscope.config import Settings
+from iocscope.engine.allowlist import Allowlist
+from iocscope.engine.cache import ResultCache, ttl_for_source
+from iocscope.engine.limits import Limiter
+from iocscope.engine.model import Assessment, Enrichment, Verdict
+from iocscope.engine.scoring import assess
+from iocscope.errors import RateLimitedError, SourceError, SourceTimeoutError
+from iocscope.indicators.model import Indicator, IndicatorType, Scope
+from iocscope.indicators.parse import parse_indicator
+from iocscope.indicators.scope import ScopePolicy, classify_scope
+from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
+from iocscope.sources.registry import SourceState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineStats:
+    """Counters of one engine's lifetime, for summaries and metrics."""
+
+    enrichments: int = 0
+    source_calls: Counter[str] = field(default_factory=Counter)
+    cache_hits: Counter[str] = field(default_factory=Counter)
+    source_errors: Counter[str] = field(default_factory=Counter)
+    not_public: int = 0
+    allowlisted: int = 0
+
+
+class Engine:
+    """Enriches indicators with every enabled source; safe to share across tasks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        states: Sequence[SourceState],
+        *,
+        cache: ResultCache | None = None,
+        limiter: Limiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._policy = ScopePolicy.from_settings(settings.scope)
+        self._allowlist = Allowlist.from_entries(settings.allowlist)
+        self._sources = tuple(state.source for state in states if state.source is not None)
+        self._metas = {state.meta.name: state.meta for state in states}
+        self._cache = cache
+        self._limiter = limiter
+        self._clock = clock
+        self._in_flight: dict[tuple[str, str, str], asyncio.Future[SourceResult]] = {}
+        self.stats = EngineStats()
+
+    @property
+    def policy(self) -> ScopePolicy:
+        return self._policy
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return self._sources
+
+    async def enrich_value(self, text: str, type_hint: IndicatorType | None = None) -> Enrichment:
+        """Parse a value and enrich it; raises InvalidIndicatorError for bad input."""
+        return await self.enrich(parse_indicator(text, type_hint))
+
+    async def enrich(self, indicator: Indicator) -> Enrichment:
+        """Run the whole pipeline for one parsed indicator."""
+        started = self._clock()
+        self.stats.enrichments += 1
+        scope = classify_scope(indicator, self._policy)
+        if not scope.is_public:
+            self.stats.not_public += 1
+            return self._not_public(indicator, scope, started)
+        allowed_by = self._allowlist.match(indicator)
+        if allowed_by is not None:
+            self.stats.allowlisted += 1
+            return self._allowlisted(indicator, scope, allowed_by, started)
+        results, cached = await self._ask_sources(indicator)
+        if results:
+            assessment = assess(results, self._metas, self._settings.scoring)
+        else:
+            assessment = _no_source_for(indicator)
+        return Enrichment(
+            indicator=indicator,
+            scope=scope,
+            assessment=assessment,
+            results=tuple(results),
+            context=_merge_context(results, self._metas),
+            cached=tuple(cached),
+            took_ms=self._elapsed_ms(started),
+        )
+
+    async def _ask_sources(self, indicator: Indicator) -> tuple[list[SourceResult], list[str]]:
+        eligible = [source for source in self._sources if indicator.type in source.meta.types]
+        local = [source for source in eligible if source.meta.kind is not SourceKind.API]
+        remote = [source for source in eligible if source.meta.kind is SourceKind.API]
+        results = list(await asyncio.gather(*(self._call(s, indicator) for s in local)))
+        benign_by = [r.source for r in results if r.benign and r.status is Status.OK]
+        cached: list[str] = []
+        if benign_by:
+            # A well-known benign listing answers the question without spending quota.
+            reason = f"skipped: listed as benign infrastructure by {', '.join(benign_by)}"
+            results.extend(_skipped(source.meta.name, reason) for source in remote)
+            return results, cached
+        for result, from_cache in await asyncio.gather(
+            *(self._call_remote(source, indicator) for source in remote)
+        ):
+            results.append(result)
+            if from_cache:
+                cached.append(result.source)
+        return results, cached
+
+    async def _call_remote(self, source: Source, indicator: Indicator) -> tuple[SourceResult, bool]:
+        name = source.meta.name
+        if self._cache is not None:
+            hit = self._cache.get(name, indicator)
+            if hit is not None:
+                self.stats.cache_hits[name] += 1
+                return hit, True
+        key = (name, indicator.type.value, indicator.value)
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            # An identical lookup is already running: share its answer.
+            return await asyncio.shield(pending), False
+        future: asyncio.Future[SourceResult] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            result = await self._call_limited(source, indicator)
+            future.set_result(result)
+        finally:
+            del self._in_flight[key]
+            if not future.done():
+                future.cancel()
+        self._store(source.meta, indicator, result)
+        return result, False
+
+    async def _call_limited(self, source: Source, indicator: Indicator) -> SourceResult:
+        meta = source.meta
+        if self._limiter is not None:
+            configured = self._settings.source(meta.name)
+            rate = configured.rate_per_minute or meta.rate_per_minute
+            budget = (
+                configured.daily_budget
+                if configured.daily_budget is not None
+                else meta.daily_budget
+            )
+            try:
+                self._limiter.acquire(meta.name, rate, budget)
+            except RateLimitedError as exc:
+                self.stats.source_errors[meta.name] += 1
+                return _failed(meta.name, Status.RATE_LIMITED, str(exc), exc.retry_after)
+        result = await self._call(source, indicator)
+        if result.status is Status.RATE_LIMITED and self._limiter is not None:
+            self._limiter.penalise(meta.name, result.retry_after or 60.0)
+        return result
+
+    async def _call(self, source: Source, indicator: Indicator) -> SourceResult:
+        meta = source.meta
+        timeout = self._settings.source(meta.name).timeout or meta.timeout
+        self.stats.source_calls[meta.name] += 1
+        try:
+            return await asyncio.wait_for(source.lookup(indicator), timeout)
+        except TimeoutError:
+            error: SourceError = SourceTimeoutError(meta.name, f"no answer within {timeout:g} s")
+            return self._record_error(error)
+        except RateLimitedError as exc:
+            self.stats.source_errors[meta.name] += 1
+            return _failed(meta.name, Status.RATE_LIMITED, str(exc), exc.retry_after)
+        except SourceError as exc:
+            return self._record_error(exc)
+        except Exception as exc:
+            logger.exception("source %s failed on a %s indicator", meta.name, indicator.type)
+            return self._record_error(
+                SourceError(meta.name, f"internal error ({type(exc).__name__}); see the log")
+            )
+
+    def _record_error(self, error: SourceError) -> SourceResult:
+        self.stats.source_errors[error.source] += 1
+        logger.warning("source %s degraded: %s", error.source, error)
+        return _failed(error.source, Status.ERROR, str(error), None)
+
+    def _store(self, meta: SourceMeta, indicator: Indicator, result: SourceResult) -> None:
+        if self._cache is None or result.status is not Status.OK:
+            return
+        ttl = ttl_for_source(result, self._settings.source(meta.name))
+        self._cache.put(meta.name, indicator, result, ttl)
+
+    def _not_public(self, indicator: Indicator, scope: Scope, started: float) -> Enrichment:
+        reason = f"not public ({scope.reason.value}): {scope.detail}; no source was asked"
+        return Enrichment(
+            indicator=indicator,
+            scope=scope,
+            assessment=Assessment(score=0, verdict=Verdict.UNKNOWN, reasons=(reason,)),
+            took_ms=self._elapsed_ms(started),
+        )
+
+    def _allowlisted(
+        self, indicator: Indicator, scope: Scope, entry: str, started: float
+    ) -> Enrichment:
+        reason = f"on the configured allowlist ({entry}); no source was asked"
+        return Enrichment(
+            indicator=indicator,
+            scope=scope,
+            assessment=Assessment(score=0, verdict=Verdict.BENIGN, reasons=(reason,)),
+            took_ms=self._elapsed_ms(started),
+        )
+
+    def _elapsed_ms(self, started: float) -> float:
+        return round((self._clock() - started) * 1000.0, 3)
+
+
+def _no_source_for(indicator: Indicator) -> Assessment:
+    reason = (
+        f"no enabled source answers {indicator.type.value} indicators; "
+        "run `iocscope sources` to see which sources are off and why"
+    )
+    return Assessment(score=0, verdict=Verdict.UNKNOWN, reasons=(reason,))
+
+
+def _failed(source: str, status: Status, message: str, retry_after: float | None) -> SourceResult:
+    return SourceResult(source=source, status=status, error=message, retry_after=retry_after)
+
+
+def _skipped(source: str, reason: str) -> SourceResult:
+    return SourceResult(source=source, status=Status.SKIPPED, summary=reason)
+
+
+def _merge_context(
+    results: Sequence[SourceResult], metas: dict[str, SourceMeta]
+) -> dict[str, object]:
+    merged: dict[str, object] = {}
+    for result in results:
+        meta = metas.get(result.source)
+        if meta is not None and meta.kind is SourceKind.CONTEXT and result.status is Status.OK:
+            merged.update(result.context)
+    return merged
+
+
+async def gather_bounded(
+    limit: int, jobs: Sequence[Callable[[], Awaitable[Enrichment]]]
+) -> list[Enrichment]:
+    """Run enrichment jobs with at most ``limit`` at once, keeping their order."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def run(job: Callable[[], Awaitable[Enrichment]]) -> Enrichment:
+        async with semaphore:
+            return await job()
+
+    return list(await asyncio.gather(*(run(job) for job in jobs)))
