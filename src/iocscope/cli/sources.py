@@ -1,0 +1,65 @@
+"""``iocscope sources``: every source, its types, key requirement and state."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from iocscope.cli.context import cli_context
+from iocscope.runtime import open_runtime
+from iocscope.sources.registry import SourceState
+
+
+@click.command("sources")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def sources_command(as_json: bool) -> None:
+    """List every source: kind, indicator types, key requirement, and enabled or why not."""
+    settings = cli_context().settings()
+
+    async def run() -> tuple[SourceState, ...]:
+        async with open_runtime(settings) as runtime:
+            return runtime.states
+
+    states = asyncio.run(run())
+    rows = [_row(state) for state in states]
+    if as_json:
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(title=f"{sum(s.enabled for s in states)} of {len(states)} sources enabled")
+    for column in ("source", "kind", "types", "key", "limits", "state"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["kind"],
+            ", ".join(row["types"]),
+            "required" if row["needs_key"] else "no",
+            row["limits"],
+            row["state"],
+        )
+    Console().print(table)
+
+
+def _row(state: SourceState) -> dict[str, Any]:
+    meta = state.meta
+    limits = []
+    if meta.rate_per_minute:
+        limits.append(f"{meta.rate_per_minute:g}/min")
+    if meta.daily_budget:
+        limits.append(f"{meta.daily_budget}/day")
+    return {
+        "name": meta.name,
+        "title": meta.title,
+        "kind": meta.kind.value,
+        "types": sorted(t.value for t in meta.types),
+        "needs_key": meta.needs_key,
+        "limits": ", ".join(limits) or "-",
+        "enabled": state.enabled,
+        "state": state.reason,
+        "licence": meta.licence,
+    }
