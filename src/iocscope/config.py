@@ -122,6 +122,10 @@ class WazuhSettings(_Strict):
     locations: tuple[str, ...] = ()
     # Observables that are not public are never enriched; emit no event for them.
     emit_not_public: bool = False
+    # Put a malicious source address also in a top-level "srcip", which Wazuh
+    # decodes as data.srcip, the field the stock firewall-drop script reads.
+    # Off by default: static fields are what the rules file avoids.
+    srcip_for_active_response: bool = False
     poll_interval: float = Field(default=0.5, gt=0, le=60)
 
     def queue_socket_path(self) -> Path:

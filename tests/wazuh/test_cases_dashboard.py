@@ -19,8 +19,8 @@ from iocscope.wazuh.events import build_event, encode_event
 from iocscope.wazuh.queue import build_message
 from iocscope.wazuh.rules import DEFAULT_BASE_ID, RULE_LEVELS, render_rules
 from tests.support.corpus import cases_of
+from tests.wazuh.ruleengine import Field, evaluate, field_matches, parse_rule, parse_rules
 from tests.wazuh.test_events import ALERT, clean, failed, flagged, record_for
-from tests.wazuh.test_rules import Field, evaluate, field_matches, parse_rule, parse_rules
 
 # Cases of the dashboard_missing family that are about something other than
 # the events, the queue header or the rules, and where they are tested.

@@ -320,3 +320,22 @@ async def test_corpus_alerts_through_harness(
         rule = evaluate(rules, flatten_json_like_wazuh(event))
         assert rule is not None
         assert (rule.id, rule.level) == expected_rule(event)
+
+
+async def test_srcip_for_firewall_drop_and_no_loop(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd
+) -> None:
+    run_integratord(tree, agent_alert("9.1", "198.51.100.7"))
+    settings = settings_for(tree, data_dir, srcip_for_active_response=True)
+    async with daemon_for(settings) as daemon:
+        await daemon.run_once()
+    (message,) = received(analysisd)
+    event = body(message)
+    assert event["srcip"] == "198.51.100.7"
+    # The alert Wazuh raises from this event goes back through integratord:
+    # the forwarder must drop it instead of spooling it again.
+    raised = agent_alert("9.2", "198.51.100.7")
+    raised["rule"] = {"level": 12, "id": "100807", "groups": ["iocscope", "threat_intel"]}
+    raised["data"] = {"srcip": event["srcip"], "integration": "iocscope", **event}
+    assert run_integratord(tree, raised).returncode == 0
+    assert tree.spooled() == []

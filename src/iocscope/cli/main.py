@@ -16,6 +16,7 @@ from iocscope.cli.enrich import enrich_command
 from iocscope.cli.feeds import feeds_group
 from iocscope.cli.run import run_command
 from iocscope.cli.sources import sources_command
+from iocscope.cli.wazuh import wazuh_group
 from iocscope.errors import IocscopeError
 
 # Exit codes of every command. Click itself exits with 2 on a usage error.
@@ -52,6 +53,7 @@ cli.add_command(feeds_group)
 cli.add_command(sources_command)
 cli.add_command(config_group)
 cli.add_command(run_command)
+cli.add_command(wazuh_group)
 
 
 def main() -> None:

@@ -182,6 +182,8 @@ class Daemon:
                 continue
             origin = record["alert"]
             event = build_event(record, alert, role=origin["role"], field=origin["field"])
+            if self._settings.srcip_for_active_response and _blockable(record):
+                event["srcip"] = record["value"]
             messages.append(header + fit_event(event, MAX_MESSAGE_BYTES - len(header)))
         return messages
 
@@ -193,6 +195,15 @@ class Daemon:
             self.stats.bad_agent_headers += 1
             logger.warning("%s; sending its events with the manager header", exc)
             return format_header({})
+
+
+def _blockable(record: Mapping[str, Any]) -> bool:
+    """Tell whether firewall-drop may act on the record: a malicious source address."""
+    return (
+        record["verdict"] == "malicious"
+        and record["alert"]["role"] == "source"
+        and record["type"] in ("ipv4", "ipv6")
+    )
 
 
 def _parse_line(line: FollowedLine) -> Mapping[str, Any] | None:
