@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from functools import partial
 
 from iocscope.errors import ConfigError, SourceUnavailableError
-from iocscope.sources import abuseipdb, geoip, internetdb
+from iocscope.sources import (
+    abuseipdb,
+    crowdsec,
+    geoip,
+    greynoise,
+    internetdb,
+    ipinfo,
+    otx,
+    pulsedive,
+    virustotal,
+)
 from iocscope.sources.contract import Source, SourceMeta
 from iocscope.sources.deps import SourceDeps
 from iocscope.sources.feeds.catalogue import FEEDS
@@ -46,7 +56,17 @@ class SourceState:
 
 def catalogue() -> tuple[SourceEntry, ...]:
     """Return every known source, API and context sources first, then feeds."""
-    modules = (abuseipdb, internetdb, geoip)
+    modules = (
+        virustotal,
+        abuseipdb,
+        greynoise,
+        otx,
+        crowdsec,
+        pulsedive,
+        internetdb,
+        ipinfo,
+        geoip,
+    )
     entries = [SourceEntry(module.META, module.create) for module in modules]
     entries.extend(
         SourceEntry(feed_meta(spec), partial(create_feed_source, spec)) for spec in FEEDS
