@@ -36,6 +36,7 @@ class Runtime:
     engine: Engine
     states: tuple[SourceState, ...]
     feeds: FeedStore
+    limiter: Limiter
 
 
 def ensure_data_dir(path: Path) -> Path:
@@ -61,7 +62,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         limiter = Limiter(data_dir / LIMITS_FILE)
         try:
             engine = Engine(settings, states, cache=cache, limiter=limiter)
-            yield Runtime(settings=settings, engine=engine, states=states, feeds=feeds)
+            yield Runtime(
+                settings=settings, engine=engine, states=states, feeds=feeds, limiter=limiter
+            )
         finally:
             cache.close()
             limiter.close()

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from iocscope.cli.context import cli_context
-from iocscope.runtime import open_runtime
+from iocscope.runtime import Runtime, open_runtime
 from iocscope.sources.registry import SourceState
 
 
@@ -21,12 +21,11 @@ def sources_command(as_json: bool) -> None:
     """List every source: kind, indicator types, key requirement, and enabled or why not."""
     settings = cli_context().settings()
 
-    async def run() -> tuple[SourceState, ...]:
+    async def run() -> tuple[tuple[SourceState, ...], list[dict[str, Any]]]:
         async with open_runtime(settings) as runtime:
-            return runtime.states
+            return runtime.states, [_row(state, runtime) for state in runtime.states]
 
-    states = asyncio.run(run())
-    rows = [_row(state) for state in states]
+    states, rows = asyncio.run(run())
     if as_json:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
@@ -45,13 +44,15 @@ def sources_command(as_json: bool) -> None:
     Console().print(table)
 
 
-def _row(state: SourceState) -> dict[str, Any]:
+def _row(state: SourceState, runtime: Runtime) -> dict[str, Any]:
     meta = state.meta
+    rate, budget = runtime.engine.limits_for(meta)
+    budget_left = runtime.limiter.budget_left(meta.name, budget)
     limits = []
-    if meta.rate_per_minute:
-        limits.append(f"{meta.rate_per_minute:g}/min")
-    if meta.daily_budget:
-        limits.append(f"{meta.daily_budget}/day")
+    if rate:
+        limits.append(f"{rate:g}/min")
+    if budget is not None:
+        limits.append(f"{budget_left} of {budget} left today")
     return {
         "name": meta.name,
         "title": meta.title,
@@ -59,6 +60,9 @@ def _row(state: SourceState) -> dict[str, Any]:
         "types": sorted(t.value for t in meta.types),
         "needs_key": meta.needs_key,
         "limits": ", ".join(limits) or "-",
+        "rate_per_minute": rate,
+        "daily_budget": budget,
+        "budget_left": budget_left,
         "enabled": state.enabled,
         "state": state.reason,
         "licence": meta.licence,

@@ -149,16 +149,19 @@ class Engine:
         self._store(source.meta, indicator, result)
         return result, False
 
+    def limits_for(self, meta: SourceMeta) -> tuple[float | None, int | None]:
+        """Return the rate per minute and daily budget in force for a source."""
+        configured = self._settings.source(meta.name)
+        rate = configured.rate_per_minute or meta.rate_per_minute
+        budget = (
+            configured.daily_budget if configured.daily_budget is not None else meta.daily_budget
+        )
+        return rate, budget
+
     async def _call_limited(self, source: Source, indicator: Indicator) -> SourceResult:
         meta = source.meta
         if self._limiter is not None:
-            configured = self._settings.source(meta.name)
-            rate = configured.rate_per_minute or meta.rate_per_minute
-            budget = (
-                configured.daily_budget
-                if configured.daily_budget is not None
-                else meta.daily_budget
-            )
+            rate, budget = self.limits_for(meta)
             try:
                 self._limiter.acquire(meta.name, rate, budget)
             except RateLimitedError as exc:
