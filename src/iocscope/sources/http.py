@@ -109,6 +109,7 @@ async def request_json(
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
     json: Any = None,
+    form: Mapping[str, str] | None = None,
     timeout: float,
     retries: int = 2,
     retry_cap: float = 30.0,
@@ -121,6 +122,8 @@ async def request_json(
 ) -> tuple[int, Any]:
     """Send a request and return ``(status, parsed JSON body)``.
 
+    The body is ``json`` encoded as JSON, or ``form`` encoded as
+    ``application/x-www-form-urlencoded`` for APIs that read only form fields.
     Only statuses in ``expect`` return. Errors raised, all with ``source`` set:
 
     - ``SourceTimeoutError`` when no attempt got a response within ``timeout``;
@@ -138,7 +141,7 @@ async def request_json(
     attempt (default: every attempt may use its full timeout, plus one wait of
     ``retry_cap``). ``sleep`` and ``clock`` are injectable for tests.
     """
-    call = _Call(client, source, method, url, dict(headers or {}), params, json, expect)
+    call = _Call(client, source, method, url, dict(headers or {}), params, json, expect, form)
     budget = deadline if deadline is not None else timeout * (retries + 1) + retry_cap
     started = clock()
     attempt = 0
@@ -167,14 +170,18 @@ class _Call:
     params: Mapping[str, str] | None
     json: Any
     expect: Collection[int]
+    form: Mapping[str, str] | None = None  # sent form-encoded, for APIs that take no JSON body
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(
+        values = [
             value
             for name, value in self.headers.items()
             if name.lower() not in _PUBLIC_HEADERS and value
-        )
+        ]
+        # A provider can echo the token of "Bearer <token>" without its scheme.
+        tokens = [value.split(None, 1)[1] for value in values if len(value.split(None, 1)) == 2]
+        return (*values, *tokens)
 
 
 class _Retryable(Exception):  # noqa: N818 - internal control flow, never escapes request_json
@@ -254,6 +261,7 @@ async def _fetch(call: _Call, timeout: float) -> tuple[httpx.Response, bytes]:
         headers=call.headers,
         params=call.params,
         json=call.json,
+        data=call.form,
         timeout=timeout,
     )
     async with request as response:

@@ -17,10 +17,16 @@ from iocscope.sources import (
     crowdsec,
     geoip,
     greynoise,
+    hosted,
     internetdb,
     ipinfo,
+    malwarebazaar,
+    misp,
+    opencti,
     otx,
     pulsedive,
+    threatfox,
+    urlhaus,
     virustotal,
 )
 from iocscope.sources.contract import Source, SourceMeta
@@ -64,10 +70,16 @@ def catalogue() -> tuple[SourceEntry, ...]:
         crowdsec,
         pulsedive,
         internetdb,
+        urlhaus,
+        threatfox,
+        malwarebazaar,
+        misp,
+        opencti,
         ipinfo,
         geoip,
     )
     entries = [SourceEntry(module.META, module.create) for module in modules]
+    entries.extend(SourceEntry(meta, factory) for meta, factory in hosted.ENTRIES)
     entries.extend(
         SourceEntry(feed_meta(spec), partial(create_feed_source, spec)) for spec in FEEDS
     )
