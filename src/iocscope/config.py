@@ -29,6 +29,7 @@ from iocscope.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/iocscope/iocscope.toml")
 CONFIG_ENV = "IOCSCOPE_CONFIG"
 DATA_DIR_ENV = "IOCSCOPE_DATA_DIR"
+API_KEYS_FILE_NAME = "api-keys.json"
 
 
 def default_data_dir() -> Path:
@@ -138,6 +139,30 @@ class WazuhSettings(_Strict):
         return self.alerts_json or self.wazuh_dir / "logs" / "alerts" / "alerts.json"
 
 
+class ApiSettings(_Strict):
+    """The address ``iocscope serve`` listens on and the limits it applies to each request."""
+
+    # Loopback by default: exposing the service is a decision of the operator.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=1, le=65535)
+    # Default: <data_dir>/api-keys.json.
+    keys_file: Path | None = None
+    # Indicators accepted in one batch or lookup request.
+    batch_limit: int = Field(default=100, ge=1, le=10_000)
+    # Request bodies larger than this many bytes are rejected with 413.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # Browser origins allowed to call the API; empty turns CORS off.
+    cors_origins: tuple[str, ...] = ()
+    # Requests per minute for each API key, and how many may arrive at once
+    # after a quiet period. A key may carry its own rate.
+    rate_per_minute: float = Field(default=600.0, gt=0)
+    rate_burst: int = Field(default=60, ge=1)
+
+    def keys_path(self, data_dir: Path) -> Path:
+        """Return the keys file: the configured path or ``<data_dir>/api-keys.json``."""
+        return (self.keys_file or data_dir / API_KEYS_FILE_NAME).expanduser()
+
+
 class Settings(_Strict):
     """The whole effective configuration."""
 
@@ -148,6 +173,7 @@ class Settings(_Strict):
     geoip: GeoipSettings = GeoipSettings()
     alerts: AlertSettings = AlertSettings()
     wazuh: WazuhSettings = WazuhSettings()
+    api: ApiSettings = ApiSettings()
     # Indicators, CIDR ranges or domains (with their subdomains) that are
     # benign by decision of the operator: no source is asked about them.
     allowlist: tuple[str, ...] = ()

@@ -14,7 +14,9 @@ from iocscope.cli.config_cmd import config_group
 from iocscope.cli.context import CliContext
 from iocscope.cli.enrich import enrich_command
 from iocscope.cli.feeds import feeds_group
+from iocscope.cli.keys import keys_group
 from iocscope.cli.run import run_command
+from iocscope.cli.serve import serve_command
 from iocscope.cli.sources import sources_command
 from iocscope.cli.wazuh import wazuh_group
 from iocscope.errors import IocscopeError
@@ -54,6 +56,8 @@ cli.add_command(sources_command)
 cli.add_command(config_group)
 cli.add_command(run_command)
 cli.add_command(wazuh_group)
+cli.add_command(serve_command)
+cli.add_command(keys_group)
 
 
 def main() -> None:

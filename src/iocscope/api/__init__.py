@@ -1,0 +1,1 @@
+"""The HTTP service: REST endpoints, API keys, limits, metrics and the analyst page."""
