@@ -24,7 +24,14 @@ from iocscope.sources.contract import SourceKind
 from iocscope.sources.registry import catalogue
 from tests.support.replay import ReplayServer, replay_server
 
-API_NAMES = [entry.meta.name for entry in catalogue() if entry.meta.kind is SourceKind.API]
+# Every source that may call out: API sources and online context sources.
+# GeoIP reads a local database and has no address to send anything to.
+OFFLINE_CONTEXT = {"geoip"}
+API_NAMES = [
+    entry.meta.name
+    for entry in catalogue()
+    if entry.meta.kind is not SourceKind.FEED and entry.meta.name not in OFFLINE_CONTEXT
+]
 
 NON_PUBLIC_VALUES = [
     "10.1.2.3",

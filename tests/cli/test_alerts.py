@@ -9,6 +9,7 @@ import pytest
 
 from tests.cli.conftest import Runner
 from tests.support.corpus import CORPUS
+from tests.support.offline import write_offline_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,9 +29,7 @@ def alert(alert_id: str, srcip: str) -> str:
 
 @pytest.fixture
 def offline(tmp_path: Path) -> str:
-    path = tmp_path / "offline.toml"
-    path.write_text("[sources.internetdb]\nenabled = false\n", encoding="utf-8")
-    return str(path)
+    return str(write_offline_config(tmp_path / "offline-alerts.toml"))
 
 
 def test_records_and_summary_from_stdin(iocscope: Runner, offline: str) -> None:

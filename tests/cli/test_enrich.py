@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 from tests.cli.conftest import Runner
+from tests.support.offline import write_offline_config
 
 FEED = "# IPsum-format feed written for these tests\n203.0.114.66\t7\n203.0.114.67\t1\n"
 
 
 def offline_config(tmp_path: Path) -> Path:
-    path = tmp_path / "offline.toml"
-    path.write_text("[sources.internetdb]\nenabled = false\n", encoding="utf-8")
-    return path
+    return write_offline_config(tmp_path / "offline-enrich.toml")
 
 
 def import_feed(iocscope: Runner, tmp_path: Path) -> None:

@@ -6,31 +6,51 @@ import json
 from pathlib import Path
 
 from tests.cli.conftest import Runner
+from tests.support.offline import offline_toml
+from tests.support.replay import Reply, replay_server
 
 SECRET = "PLACEHOLDER-SECRET-1234"
 
 
-def test_sources_say_why_disabled(iocscope: Runner) -> None:
-    rows = {row["name"]: row for row in json.loads(iocscope("sources", "--json").stdout)}
+def test_sources_say_why_disabled(iocscope: Runner, defaults_config: Path) -> None:
+    result = iocscope("--config", str(defaults_config), "sources", "--json")
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["abuseipdb"]["enabled"] is False
     assert "IOCSCOPE_ABUSEIPDB_API_KEY" in rows["abuseipdb"]["state"]
     assert rows["internetdb"]["enabled"] is True
     assert rows["ipsum"]["state"].startswith("feed ipsum is not synced")
 
 
-def test_sources_enabled_with_key(iocscope: Runner) -> None:
-    result = iocscope("sources", "--json", env={"IOCSCOPE_ABUSEIPDB_API_KEY": SECRET})
+def test_sources_enabled_with_key(iocscope: Runner, defaults_config: Path) -> None:
+    result = iocscope(
+        "--config",
+        str(defaults_config),
+        "sources",
+        "--json",
+        env={"IOCSCOPE_ABUSEIPDB_API_KEY": SECRET},
+    )
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["abuseipdb"]["enabled"] is True
     assert SECRET not in result.stdout + result.stderr
 
 
-def test_config_check_masks_secrets(iocscope: Runner) -> None:
-    result = iocscope("config", "check", env={"IOCSCOPE_ABUSEIPDB_API_KEY": SECRET})
+def test_config_check_masks_secrets(iocscope: Runner, defaults_config: Path) -> None:
+    result = iocscope(
+        "--config",
+        str(defaults_config),
+        "config",
+        "check",
+        env={"IOCSCOPE_ABUSEIPDB_API_KEY": SECRET},
+    )
     effective = json.loads(result.stdout)
     assert result.returncode == 0
     assert effective["api_keys"]["abuseipdb"] == "set (********)"
-    assert effective["config_file"] == "none (embedded defaults)"
+    assert effective["config_file"] == str(defaults_config)
+
+
+def test_config_check_without_file(iocscope: Runner) -> None:
+    result = iocscope("config", "check", env={"IOCSCOPE_CONFIG": ""})
+    assert json.loads(result.stdout)["config_file"] == "none (embedded defaults)"
     assert SECRET not in result.stdout + result.stderr
 
 
@@ -46,7 +66,22 @@ def test_config_check_reports_world_readable_key_file(iocscope: Runner, tmp_path
     assert SECRET not in result.stdout + result.stderr
 
 
-def test_verbose_logs_hide_key(iocscope: Runner) -> None:
-    result = iocscope("-vv", "enrich", "203.0.114.66", env={"IOCSCOPE_ABUSEIPDB_API_KEY": SECRET})
+def test_verbose_logs_hide_key(iocscope: Runner, tmp_path: Path) -> None:
+    with replay_server() as server:
+        server.queue("/api/v2/check", Reply(401, b'{"errors":[{"detail":"bad key","status":401}]}'))
+        extra = f'[sources.abuseipdb]\nbase_url = "{server.base_url}"\n'
+        sources = offline_toml().replace("[sources.abuseipdb]\nenabled = false\n", "")
+        config = tmp_path / "verbose.toml"
+        config.write_text(extra + sources, encoding="utf-8")
+        result = iocscope(
+            "-vv",
+            "--config",
+            str(config),
+            "enrich",
+            "203.0.114.66",
+            env={"IOCSCOPE_ABUSEIPDB_API_KEY": SECRET},
+        )
+        sent = server.requests_to("/api/v2/check")
+    assert sent[0].headers["key"] == SECRET
     assert "abuseipdb" in result.stderr
     assert SECRET not in result.stdout + result.stderr

@@ -35,6 +35,7 @@ from iocscope.wazuh.queue import QueueWriter
 from iocscope.wazuh.rules import expected_rule, render_rules
 from iocscope.wazuh.spool import SpoolReader, SpoolWriter
 from tests.support.corpus import CORPUS
+from tests.support.offline import offline_sources, offline_toml
 from tests.wazuh.analysisd_socket import Analysisd, CollectingAnalysisd
 from tests.wazuh.harness import WazuhTree, make_tree, run_integratord
 from tests.wazuh.ruleengine import evaluate, parse_rules
@@ -61,7 +62,7 @@ def settings_for(tree: WazuhTree, data_dir: Path, **wazuh: Any) -> Settings:
         {
             "data_dir": str(data_dir),
             "scope": {"public_overrides": [BAD_IP]},
-            "sources": {"internetdb": {"enabled": False}},
+            "sources": offline_sources(),
             "wazuh": {"wazuh_dir": str(tree.root), "poll_interval": 0.05, **wazuh},
         }
     )
@@ -240,12 +241,10 @@ def write_config(path: Path, settings: Settings) -> Path:
                 f'data_dir = "{settings.data_dir}"',
                 "[scope]",
                 f'public_overrides = ["{BAD_IP}"]',
-                "[sources.internetdb]",
-                "enabled = false",
                 "[wazuh]",
                 f'wazuh_dir = "{wazuh.wazuh_dir}"',
                 "poll_interval = 0.05",
-                "",
+                offline_toml(),
             ]
         ),
         encoding="utf-8",
