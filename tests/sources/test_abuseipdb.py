@@ -272,7 +272,7 @@ BURST_LIMIT = {"Retry-After": "1", "X-RateLimit-Limit": "1000", "X-RateLimit-Rem
         (
             Reply(429, fixture("abuseipdb_error_429.json"), DAILY_LIMIT),
             QuotaExceededError,
-            "abuseipdb: daily quota exhausted (status 429: Daily rate limit of 1000 requests "
+            "abuseipdb: quota exhausted (status 429: Daily rate limit of 1000 requests "
             "exceeded for this endpoint.); retry after 3600 s",
             1,
         ),

@@ -25,10 +25,10 @@ from iocscope.errors import (
     SourceUnavailableError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import crowdsec
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.crowdsec import META, CrowdSecSource, create
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from tests.support.corpus import CORPUS, corpus_path
 from tests.support.replay import Received, ReplayServer, Reply, replay_server
@@ -233,13 +233,13 @@ HINT = "check IOCSCOPE_CROWDSEC_API_KEY"
         (
             Reply(429, b'{"message": "Limit Exceeded"}'),
             QuotaExceededError,
-            "crowdsec: daily quota exhausted (status 429: Limit Exceeded)",
+            "crowdsec: quota exhausted (status 429: Limit Exceeded)",
             1,
         ),
         (
             Reply(429, b'{"message": "Too Many Requests"}', {"Retry-After": "30"}),
             QuotaExceededError,
-            "crowdsec: daily quota exhausted (status 429: Too Many Requests); retry after 30 s",
+            "crowdsec: quota exhausted (status 429: Too Many Requests); retry after 30 s",
             1,
         ),
         (
@@ -357,10 +357,8 @@ async def test_timeout(provider: Provider) -> None:
     )
 
 
-async def test_drift_warned_once(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(crowdsec, "_warned", set())
+async def test_drift_warned_once(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+    reset_drift_warnings()
     body = json.loads(fixture("crowdsec_malicious.json"))
     del body["reputation"]
     body["behaviors"].append({"label": "no machine name"})
@@ -406,7 +404,7 @@ async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFix
 
     assert messages == [
         f"crowdsec: the API key was rejected (status 403: Key *** is disabled); {HINT}",
-        "crowdsec: daily quota exhausted (status 429: Limit Exceeded)",
+        "crowdsec: quota exhausted (status 429: Limit Exceeded)",
     ]
     assert KEY not in caplog.text
     for record in caplog.records:

@@ -24,9 +24,9 @@ from iocscope.errors import (
     SourceTimeoutError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import greynoise
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.greynoise import META, GreyNoiseSource, create
 from iocscope.sources.http import build_http_client
 from tests.support.corpus import CORPUS, corpus_path
@@ -342,10 +342,8 @@ async def test_timeout(provider: Provider) -> None:
     )
 
 
-async def test_drift_warned_once(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(greynoise, "_warned", set())
+async def test_drift_warned_once(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+    reset_drift_warnings()
     body = {"ip": ADDRESS, "noise": True, "riot": False, "classification": "suspicious"}
     provider.queue(ADDRESS, Reply(200, json.dumps(body)))
     source = provider.source()

@@ -25,9 +25,9 @@ from iocscope.errors import (
     SourceUnavailableError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import hosted
 from iocscope.sources.contract import Source, SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.hosted import (
     ENRICH_META,
     ENRICH_PATH,
@@ -117,9 +117,9 @@ def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
 
 
 @pytest.fixture
-def fresh_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+def fresh_drift() -> None:
     # Drift warnings are logged once per process; each test starts from none.
-    monkeypatch.setattr(hosted, "_drift_reported", set())
+    reset_drift_warnings()
 
 
 def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
@@ -295,8 +295,8 @@ HTML = b"<!DOCTYPE html><html><head><title>Just a moment...</title></head></html
         (
             Reply(401, fixture("hosted_error_401.json")),
             AuthenticationError,
-            "hosted_lookup: the API key was rejected (status 401); "
-            "check IOCSCOPE_HOSTED_LOOKUP_API_KEY",
+            "hosted_lookup: the API key was rejected "
+            "(status 401: The API key provided is invalid); check IOCSCOPE_HOSTED_LOOKUP_API_KEY",
             1,
         ),
         (
@@ -321,7 +321,8 @@ HTML = b"<!DOCTYPE html><html><head><title>Just a moment...</title></head></html
         (
             Reply(429, b'{"error": {"code": "rate_limit_exceeded"}}', {"Retry-After": "2"}),
             RateLimitedError,
-            "hosted_lookup: rate limited (status 429) after 3 attempts; retry after 2 s",
+            "hosted_lookup: rate limited (status 429: rate_limit_exceeded) after 3 attempts; "
+            "retry after 2 s",
             3,
         ),
         (

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import orjson
 import pytest
 
 from iocscope import __version__
-from iocscope.config import Settings
+from iocscope.config import Settings, SourceSettings
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
@@ -26,7 +27,14 @@ from iocscope.errors import (
     SourceTimeoutError,
 )
 from iocscope.sources import http
-from iocscope.sources.http import build_http_client, parse_retry_after, request_json
+from iocscope.sources.http import (
+    build_http_client,
+    error_detail,
+    key_env,
+    key_hint,
+    parse_retry_after,
+    request_json,
+)
 from tests.support.replay import Received, ReplayServer, Reply, replay_server
 
 CASE_NUMBERS = itertools.count()
@@ -203,6 +211,27 @@ async def test_echoed_key_redacted(endpoint: Endpoint) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("echoed", "detail"),
+    [
+        ("token {token} is not valid", "token *** is not valid"),
+        ("header 'Bearer {token}' is not valid", "header '***' is not valid"),
+    ],
+    ids=["token-only", "whole-header"],
+)
+async def test_echoed_bearer_token_redacted(endpoint: Endpoint, echoed: str, detail: str) -> None:
+    # A provider may echo the token without its "Bearer" scheme.
+    token = "b3arer-t0ken-that-must-not-leak"
+    body = orjson.dumps({"error": {"code": "invalid_token", "message": echoed.format(token=token)}})
+    endpoint.queue(Reply(401, body))
+
+    with pytest.raises(AuthenticationError) as info:
+        await endpoint.call(headers={"Authorization": f"Bearer {token}"}, key_hint="check it")
+
+    assert str(info.value) == f"replay: the API key was rejected (status 401: {detail}); check it"
+    assert token not in str(info.value)
+
+
 async def test_429_retried_then_succeeds(endpoint: Endpoint) -> None:
     endpoint.queue(Reply(429, b"{}", {"Retry-After": "2"}), OK)
 
@@ -285,10 +314,97 @@ async def test_quota_not_retried(endpoint: Endpoint) -> None:
         )
 
     assert str(info.value) == (
-        "replay: daily quota exhausted (status 429: Daily limit reached.); retry after 3600 s"
+        "replay: quota exhausted (status 429: Daily limit reached.); retry after 3600 s"
     )
     assert info.value.retry_after == 3600.0
     assert len(endpoint.requests()) == 1
+
+
+class RecordedQuotaBody:
+    """A ``quota_body`` check that answers ``spent`` and remembers every body it saw."""
+
+    def __init__(self, spent: bool) -> None:
+        self.spent = spent
+        self.bodies: list[Any] = []
+
+    def __call__(self, body: Any) -> bool:
+        self.bodies.append(body)
+        return self.spent
+
+
+QUOTA_BODY = {"error": {"code": "QuotaExceededError", "message": "Quota exceeded"}}
+
+
+async def test_quota_body_not_retried(endpoint: Endpoint) -> None:
+    endpoint.queue(Reply(429, orjson.dumps(QUOTA_BODY), {"Retry-After": "600"}), OK)
+    check = RecordedQuotaBody(spent=True)
+
+    with pytest.raises(QuotaExceededError) as info:
+        await endpoint.call(quota_body=check)
+
+    assert str(info.value) == (
+        "replay: quota exhausted (status 429: Quota exceeded); retry after 600 s"
+    )
+    assert info.value.retry_after == 600.0
+    assert check.bodies == [QUOTA_BODY]
+    assert endpoint.sleep.waits == []
+    assert len(endpoint.requests()) == 1
+
+
+async def test_quota_body_burst_retried(endpoint: Endpoint) -> None:
+    burst = {"error": {"code": "TooManyRequestsError", "message": "Too many requests"}}
+    endpoint.queue(Reply(429, orjson.dumps(burst), {"Retry-After": "1"}))
+    check = RecordedQuotaBody(spent=False)
+
+    with pytest.raises(RateLimitedError) as info:
+        await endpoint.call(quota_body=check)
+
+    assert type(info.value) is RateLimitedError
+    assert str(info.value) == (
+        "replay: rate limited (status 429: Too many requests) after 3 attempts; retry after 1 s"
+    )
+    assert check.bodies == [burst, burst, burst]
+    assert endpoint.sleep.waits == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(429, b"<html>slow down</html>", content_type="text/html"),
+        Reply(429, b""),
+        Reply(429, b'{"error": '),
+    ],
+    ids=["html", "empty", "truncated"],
+)
+async def test_quota_body_skipped_without_json(endpoint: Endpoint, reply: Reply) -> None:
+    endpoint.queue(reply)
+    check = RecordedQuotaBody(spent=True)
+
+    with pytest.raises(RateLimitedError) as info:
+        await endpoint.call(quota_body=check, retries=0)
+
+    assert type(info.value) is RateLimitedError
+    assert check.bodies == []
+
+
+async def test_quota_body_gets_json_null(endpoint: Endpoint) -> None:
+    endpoint.queue(Reply(429, b"null"))
+    check = RecordedQuotaBody(spent=False)
+
+    with pytest.raises(RateLimitedError):
+        await endpoint.call(quota_body=check, retries=0)
+
+    assert check.bodies == [None]
+
+
+async def test_quota_headers_checked_first(endpoint: Endpoint) -> None:
+    endpoint.queue(Reply(429, orjson.dumps(QUOTA_BODY), {"X-Left": "0"}))
+    check = RecordedQuotaBody(spent=False)
+
+    with pytest.raises(QuotaExceededError):
+        await endpoint.call(is_quota=lambda headers: headers.get("X-Left") == "0", quota_body=check)
+
+    assert check.bodies == []
 
 
 async def test_5xx_retried_then_succeeds(endpoint: Endpoint) -> None:
@@ -471,6 +587,88 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
     assert parse_retry_after(value, now) == seconds
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [
+        ({"errors": [{"detail": "Daily limit reached.", "status": 429}]}, "Daily limit reached."),
+        ({"detail": "Not Found"}, "Not Found"),
+        ({"message": "slow down"}, "slow down"),
+        ({"error": "Invalid API key."}, "Invalid API key."),
+        (
+            {"error": {"code": "NotFoundError", "message": "Resource not found"}},
+            "Resource not found",
+        ),
+        ({"error": {"code": "rate_limit_exceeded"}}, "rate_limit_exceeded"),
+        ({"error": {"code": 429, "message": None}}, ""),
+        ({"detail": "outer", "error": {"message": "inner"}}, "outer"),
+        ({"errors": [{"error": {"message": "in a list"}}]}, "in a list"),
+        ({"error": {"message": "  spread\n over   lines "}}, "spread over lines"),
+        ({"error": {"message": "x" * 250}}, "x" * 197 + "..."),
+        ({"error": ["not", "text"]}, ""),
+        (["not", "an", "object"], ""),
+        (None, ""),
+    ],
+    ids=[
+        "abuseipdb",
+        "detail",
+        "message",
+        "error-text",
+        "nested",
+        "nested-code-only",
+        "nested-not-text",
+        "top-level-first",
+        "nested-in-errors",
+        "white-space",
+        "shortened",
+        "error-list",
+        "list",
+        "null",
+    ],
+)
+def test_error_detail(payload: Any, detail: str) -> None:
+    assert error_detail(payload) == detail
+
+
+def test_error_detail_redacts_nested() -> None:
+    payload = {"error": {"code": "WrongCredentialsError", "message": "Wrong key s3cr3t"}}
+
+    assert error_detail(payload, ["s3cr3t"]) == "Wrong key ***"
+
+
+async def test_nested_error_in_message(endpoint: Endpoint) -> None:
+    endpoint.queue(Reply(403, b'{"error": {"code": "ForbiddenError", "message": "Forbidden"}}'))
+
+    with pytest.raises(AuthenticationError) as info:
+        await endpoint.call()
+
+    assert str(info.value) == "replay: access was denied (status 403: Forbidden)"
+
+
+@pytest.mark.parametrize(
+    ("settings", "credential", "env", "hint"),
+    [
+        (SourceSettings(), "key", "IOCSCOPE_REPLAY_API_KEY", "check IOCSCOPE_REPLAY_API_KEY"),
+        (SourceSettings(api_key_env="MY_KEY"), "key", "MY_KEY", "check MY_KEY"),
+        (
+            SourceSettings(api_key_file=Path("/etc/iocscope/replay.key")),
+            "key",
+            "IOCSCOPE_REPLAY_API_KEY",
+            "check the key in /etc/iocscope/replay.key",
+        ),
+        (
+            SourceSettings(api_key_file=Path("/etc/iocscope/replay.token")),
+            "token",
+            "IOCSCOPE_REPLAY_API_KEY",
+            "check the token in /etc/iocscope/replay.token",
+        ),
+    ],
+    ids=["default", "own-variable", "key-file", "token-file"],
+)
+def test_key_hint(settings: SourceSettings, credential: str, env: str, hint: str) -> None:
+    assert key_env("replay", settings) == env
+    assert key_hint("replay", settings, credential) == hint
 
 
 def test_errors_are_source_errors() -> None:

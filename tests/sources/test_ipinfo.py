@@ -26,6 +26,7 @@ from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources import ipinfo
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from iocscope.sources.ipinfo import META, IpinfoSource, create
 from tests.support.corpus import CORPUS, corpus_path
@@ -199,7 +200,9 @@ UNKNOWN_TOKEN = (
         (
             Reply(403, UNKNOWN_TOKEN),
             AuthenticationError,
-            "ipinfo: the API key was rejected (status 403); check IOCSCOPE_IPINFO_API_KEY",
+            "ipinfo: the API key was rejected "
+            "(status 403: Please ensure you have entered your token correctly.); "
+            "check IOCSCOPE_IPINFO_API_KEY",
             1,
         ),
         (
@@ -290,7 +293,10 @@ async def test_tokenless_access_denied(provider: Provider) -> None:
     with pytest.raises(AuthenticationError) as info:
         await provider.source(token=None).lookup(ip())
 
-    assert str(info.value) == "ipinfo: access was denied (status 403)"
+    assert str(info.value) == (
+        "ipinfo: access was denied "
+        "(status 403: Please ensure you have entered your token correctly.)"
+    )
 
 
 async def test_rate_limit_then_success(provider: Provider) -> None:
@@ -318,10 +324,8 @@ async def test_timeout(provider: Provider) -> None:
     )
 
 
-async def test_drift_warned_once(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ipinfo, "_warned", set())
+async def test_drift_warned_once(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+    reset_drift_warnings()
     body = json.loads(fixture("ipinfo_free.json"))
     body["privacy"] = "vpn"
     provider.queue(ADDRESS, Reply(200, json.dumps(body)))

@@ -25,9 +25,9 @@ from iocscope.errors import (
     SourceUnavailableError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import misp
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from iocscope.sources.misp import META, SEARCH_PATH, MispSource, create
 from tests.support.replay import Received, ReplayServer, Reply, replay_server
@@ -320,10 +320,8 @@ async def test_timeout(provider: Provider) -> None:
     )
 
 
-async def test_drift_tolerated(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(misp, "_drift_reported", set())
+async def test_drift_tolerated(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+    reset_drift_warnings()
     attribute = json.loads(fixture("misp_attributes_ids.json"))["response"]["Attribute"][0]
     drifted = attribute | {"id": 88121, "first_seen": "last spring", "timestamp": "soon"}
     provider.queue(Reply(200, json.dumps({"response": {"Attribute": [drifted, drifted]}})))

@@ -25,9 +25,9 @@ from iocscope.errors import (
     SourceUnavailableError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import opencti
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from iocscope.sources.opencti import GRAPHQL_PATH, META, QUERY, OpenCtiSource, create
 from tests.support.replay import Received, ReplayServer, Reply, replay_server
@@ -339,10 +339,8 @@ async def test_failure(
     assert len(provider.requests()) == attempts
 
 
-async def test_drift_tolerated(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(opencti, "_drift_reported", set())
+async def test_drift_tolerated(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+    reset_drift_warnings()
     body = json.loads(fixture("opencti_observable_scored.json"))
     node = body["data"]["stixCyberObservables"]["edges"][0]["node"]
     node["x_opencti_score"] = "high"

@@ -25,9 +25,9 @@ from iocscope.errors import (
     SourceUnavailableError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import otx
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from iocscope.sources.otx import META, OtxSource, create, indicator_path, pulse_weight
 from tests.support.corpus import CORPUS, corpus_path
@@ -407,10 +407,8 @@ async def test_timeout(provider: Provider) -> None:
     )
 
 
-async def test_drift_warned_once(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(otx, "_warned", set())
+async def test_drift_warned_once(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+    reset_drift_warnings()
     body = json.loads(fixture("otx_ip_pulses.json"))
     body["pulse_info"]["pulses"].append("not a pulse")
     provider.queue(IP_PATH, Reply(200, json.dumps(body)))

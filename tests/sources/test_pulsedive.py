@@ -13,7 +13,6 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from iocscope.config import Settings, settings_from_mapping
 from iocscope.errors import (
@@ -25,9 +24,9 @@ from iocscope.errors import (
     SourceTimeoutError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import pulsedive
-from iocscope.sources.contract import SourceKind, Status
+from iocscope.sources.contract import Source, SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from iocscope.sources.pulsedive import INFO_PATH, META, PulsediveSource, create
 from tests.support.replay import Received, ReplayServer, Reply, replay_server
@@ -80,11 +79,15 @@ class Provider:
     def requests(self) -> list[Received]:
         return self.server.requests_to(self.prefix + INFO_PATH)
 
-    def source(self, key: str | None = KEY, **options: Any) -> PulsediveSource:
+    def source(self, **options: Any) -> PulsediveSource:
         options.setdefault("base_url", self.base_url)
-        options.setdefault("key_hint", f"check {KEY_ENV}")
-        secret = SecretStr(key) if key is not None else None
-        return PulsediveSource(self.client, secret, sleep=self.sleep, **options)
+        return PulsediveSource(self.client, sleep=self.sleep, **options)
+
+    def created(self, sources: dict[str, Any] | None = None) -> Source:
+        """Build the source with ``create``, as the registry does."""
+        options = {"base_url": self.base_url, **(sources or {})}
+        settings = settings_from_mapping({"sources": {"pulsedive": options}})
+        return create(SourceDeps(settings=settings, http=self.client, feeds=cast(Any, None)))
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +169,6 @@ async def test_clean_address(provider: Provider) -> None:
 
 
 async def test_request_shape(provider: Provider) -> None:
-    # Pulsedive documents the key only as a query parameter.
     provider.queue(Reply(200, fixture("pulsedive_high.json")))
     url = "http://bad.example/login?next=/a&b=1"
 
@@ -174,18 +176,9 @@ async def test_request_shape(provider: Provider) -> None:
 
     [received] = provider.requests()
     assert received.method == "GET"
-    assert received.query == {"indicator": [url], "key": [KEY]}
+    assert received.query == {"indicator": [url]}
     assert received.headers["accept"] == "application/json"
-
-
-async def test_works_without_key(provider: Provider) -> None:
-    provider.queue(Reply(200, fixture("pulsedive_high.json")))
-
-    result = await provider.source(key=None).lookup(domain())
-
-    assert result.flagged is True
-    [received] = provider.requests()
-    assert received.query == {"indicator": [DOMAIN]}
+    assert received.body == b""
 
 
 @pytest.mark.parametrize("status", [200, 404])
@@ -200,7 +193,6 @@ async def test_unknown_indicator(provider: Provider, status: int) -> None:
 
 
 HTML = b"<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>"
-HINT = "check IOCSCOPE_PULSEDIVE_API_KEY"
 PER_SECOND = b'{"error": "API rate limit exceeded: 1 requests per second."}'
 
 
@@ -210,13 +202,15 @@ PER_SECOND = b'{"error": "API rate limit exceeded: 1 requests per second."}'
         (
             Reply(401, b'{"error": "Invalid API key."}'),
             AuthenticationError,
-            f"pulsedive: the API key was rejected (status 401: Invalid API key.); {HINT}",
+            "pulsedive: access was denied (status 401: Invalid API key.)",
             1,
         ),
         (
-            Reply(200, b'{"error": "Invalid API key."}'),
+            Reply(200, b'{"error": "API key required."}'),
             AuthenticationError,
-            f"pulsedive: the API key was rejected (status 200: Invalid API key.); {HINT}",
+            "pulsedive: access was denied (status 200: API key required.); iocscope sends no "
+            "key to Pulsedive, so set sources.pulsedive.enabled to false if Pulsedive now "
+            "requires one",
             1,
         ),
         (
@@ -235,7 +229,7 @@ PER_SECOND = b'{"error": "API rate limit exceeded: 1 requests per second."}'
         (
             Reply(429, b'{"error": "API rate limit exceeded."}', {"X-Requests-Remaining-Day": "0"}),
             QuotaExceededError,
-            "pulsedive: daily quota exhausted (status 429: API rate limit exceeded.)",
+            "pulsedive: quota exhausted (status 429: API rate limit exceeded.)",
             1,
         ),
         (
@@ -291,7 +285,7 @@ PER_SECOND = b'{"error": "API rate limit exceeded: 1 requests per second."}'
     ],
     ids=[
         "401",
-        "200-bad-key",
+        "200-key-required",
         "400",
         "429-per-second",
         "429-daily",
@@ -356,10 +350,8 @@ async def test_timeout(provider: Provider) -> None:
     )
 
 
-async def test_drift_warned_once(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pulsedive, "_warned", set())
+async def test_drift_warned_once(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+    reset_drift_warnings()
     body = json.loads(fixture("pulsedive_high.json"))
     body["risk"] = "severe"
     body["stamp_added"] = "01/03/2024"
@@ -381,16 +373,47 @@ async def test_drift_warned_once(
     ]
 
 
-async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+IGNORED = (
+    "source=pulsedive an API key is configured in {where} but ignored: Pulsedive takes keys "
+    "only in the URL, where iocscope never puts a key, so the keyless limits apply"
+)
+
+
+def sent_anywhere(secret: str, received: Received) -> bool:
+    """Tell whether ``secret`` left the host in any part of a request."""
+    parts = [received.path, repr(received.query), repr(received.headers), repr(received.body)]
+    return any(secret in part for part in parts)
+
+
+async def test_create_keyless(
+    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    provider.queue(Reply(200, fixture("pulsedive_high.json")))
+    source = provider.created()
+
+    result = await source.lookup(domain())
+
+    assert source.meta is META
+    assert result.flagged is True
+    [received] = provider.requests()
+    assert received.query == {"indicator": [DOMAIN]}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_key_never_sent(
+    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv(KEY_ENV, KEY)
     provider.queue(
         Reply(200, fixture("pulsedive_high.json")),
         Reply(429, PER_SECOND, {"Retry-After": "1"}),
         Reply(200, fixture("pulsedive_high.json")),
-        Reply(200, b'{"error": "API key ' + KEY.encode() + b' is not valid."}'),
+        Reply(401, b'{"error": "Invalid API key."}'),
         Reply(503, b"{}"),
     )
-    source = provider.source()
+    source = provider.created()
     messages = []
 
     for _ in range(4):
@@ -400,44 +423,69 @@ async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFix
             messages.append(str(exc))
 
     assert messages == [
-        f"pulsedive: the API key was rejected (status 200: API key *** is not valid.); {HINT}",
+        "pulsedive: access was denied (status 401: Invalid API key.)",
         "pulsedive: server error (status 503) after 3 attempts",
     ]
-    # httpx logs every URL, query included, at INFO; the filter must catch it.
-    httpx_lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
-    assert httpx_lines
-    assert all("key=***" in line for line in httpx_lines)
-    assert KEY not in caplog.text
+    received = provider.requests()
+    assert len(received) == 7
+    assert not [request for request in received if sent_anywhere(KEY, request)]
+    assert all(request.query == {"indicator": [DOMAIN]} for request in received)
     for record in caplog.records:
         assert KEY not in record.getMessage()
         assert KEY not in repr(record.args)
+    assert KEY not in caplog.text
     assert KEY not in repr(source)
 
 
-async def test_create_keyless(provider: Provider, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_configured_key_warned(
+    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+    provider.created()
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [IGNORED.format(where=KEY_ENV)]
+
+
+async def test_other_key_variable_warned(
+    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PULSEDIVE_KEY", KEY)
+
+    provider.created({"api_key_env": "PULSEDIVE_KEY"})
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [IGNORED.format(where="PULSEDIVE_KEY")]
+
+
+async def test_key_file_ignored(
+    provider: Provider,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # The file is never read, so one that does not exist is no error either.
     monkeypatch.delenv(KEY_ENV, raising=False)
-    settings = settings_from_mapping({"sources": {"pulsedive": {"base_url": provider.base_url}}})
+    key_file = tmp_path / "missing.key"
     provider.queue(Reply(200, fixture("pulsedive_high.json")))
-    source = create(SourceDeps(settings=settings, http=provider.client, feeds=cast(Any, None)))
+    source = provider.created({"api_key_file": str(key_file)})
 
     result = await source.lookup(domain())
 
-    assert source.meta is META
     assert result.flagged is True
-    [received] = provider.requests()
-    assert "key" not in received.query
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [IGNORED.format(where=key_file)]
 
 
-async def test_create_with_key(provider: Provider, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, KEY)
-    settings = settings_from_mapping({"sources": {"pulsedive": {"base_url": provider.base_url}}})
-    provider.queue(Reply(200, fixture("pulsedive_high.json")))
-    source = create(SourceDeps(settings=settings, http=provider.client, feeds=cast(Any, None)))
+async def test_blank_key_not_warned(
+    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "  ")
 
-    await source.lookup(domain())
+    provider.created()
 
-    [received] = provider.requests()
-    assert received.query["key"] == [KEY]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_meta() -> None:

@@ -25,10 +25,10 @@ from iocscope.errors import (
     SourceUnavailableError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import abusech
 from iocscope.sources.abusech import AuthKey
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from iocscope.sources.threatfox import API_PATH, META, ThreatFoxSource, create
 from tests.support.corpus import CORPUS, corpus_path
@@ -369,10 +369,8 @@ async def test_failure(
     assert len(provider.requests()) == attempts
 
 
-async def test_drift_tolerated(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(abusech, "_drift_reported", set())
+async def test_drift_tolerated(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+    reset_drift_warnings()
     record = json.loads(fixture("threatfox_search_ioc.json"))["data"][0]
     drifted = record | {"id": 1402117, "first_seen": 1712740500, "tags": {"c2": True}}
     provider.queue(Reply(200, json.dumps({"query_status": "ok", "data": [drifted]})))

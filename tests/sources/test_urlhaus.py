@@ -26,10 +26,10 @@ from iocscope.errors import (
     SourceUnavailableError,
 )
 from iocscope.indicators.model import Indicator, IndicatorType
-from iocscope.sources import abusech
 from iocscope.sources.abusech import AuthKey
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from iocscope.sources.urlhaus import HOST_PATH, META, PAYLOAD_PATH, URL_PATH, UrlhausSource, create
 from tests.support.corpus import CORPUS, cases_of, corpus_path
@@ -109,9 +109,9 @@ def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
 
 
 @pytest.fixture
-def fresh_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+def fresh_drift() -> None:
     # Drift warnings are logged once per process; each test starts from none.
-    monkeypatch.setattr(abusech, "_drift_reported", set())
+    reset_drift_warnings()
 
 
 def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:

@@ -19,6 +19,7 @@ from iocscope.config import Settings, settings_from_mapping
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
+    QuotaExceededError,
     RateLimitedError,
     SourceError,
     SourceTimeoutError,
@@ -28,6 +29,7 @@ from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources import virustotal
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
+from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.http import build_http_client
 from iocscope.sources.virustotal import META, VirusTotalSource, confidence, create, url_id
 from tests.support.corpus import CORPUS, corpus_path
@@ -288,6 +290,7 @@ async def test_unknown_indicator(provider: Provider) -> None:
 
 HTML = b"<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>"
 HINT = "check IOCSCOPE_VIRUSTOTAL_API_KEY"
+TOO_MANY = b'{"error": {"code": "TooManyRequestsError", "message": "Too many"}}'
 
 
 @pytest.mark.parametrize(
@@ -296,13 +299,13 @@ HINT = "check IOCSCOPE_VIRUSTOTAL_API_KEY"
         (
             Reply(401, fixture("virustotal_error_401.json")),
             AuthenticationError,
-            f"virustotal: the API key was rejected (status 401); {HINT}",
+            f"virustotal: the API key was rejected (status 401: Wrong API key); {HINT}",
             1,
         ),
         (
             Reply(403, b'{"error": {"code": "ForbiddenError", "message": "Forbidden"}}'),
             AuthenticationError,
-            f"virustotal: the API key was rejected (status 403); {HINT}",
+            f"virustotal: the API key was rejected (status 403: Forbidden); {HINT}",
             1,
         ),
         (
@@ -313,14 +316,20 @@ HINT = "check IOCSCOPE_VIRUSTOTAL_API_KEY"
         ),
         (
             Reply(429, fixture("virustotal_error_429_quota.json"), {"Retry-After": "2"}),
+            QuotaExceededError,
+            "virustotal: quota exhausted (status 429: Quota exceeded); retry after 2 s",
+            1,
+        ),
+        (
+            Reply(429, TOO_MANY, {"Retry-After": "2"}),
             RateLimitedError,
-            "virustotal: rate limited (status 429) after 3 attempts; retry after 2 s",
+            "virustotal: rate limited (status 429: Too many) after 3 attempts; retry after 2 s",
             3,
         ),
         (
             Reply(503, b'{"error": {"code": "TransientError", "message": "Try again"}}'),
             BadResponseError,
-            "virustotal: server error (status 503) after 3 attempts",
+            "virustotal: server error (status 503: Try again) after 3 attempts",
             3,
         ),
         (
@@ -333,7 +342,7 @@ HINT = "check IOCSCOPE_VIRUSTOTAL_API_KEY"
         (
             Reply(404, b'{"detail": "Not Found"}'),
             BadResponseError,
-            "virustotal: unexpected response (status 404: no detail)",
+            "virustotal: unexpected response (status 404: Not Found)",
             1,
         ),
         (
@@ -378,7 +387,8 @@ HINT = "check IOCSCOPE_VIRUSTOTAL_API_KEY"
         "401",
         "403",
         "400",
-        "429",
+        "429-quota",
+        "429-too-many",
         "503",
         "404-html",
         "404-other-json",
@@ -408,25 +418,32 @@ async def test_failure(
 
 
 async def test_rate_limit_retry_after(provider: Provider) -> None:
-    provider.queue(
-        IP_PATH, Reply(429, fixture("virustotal_error_429_quota.json"), {"Retry-After": "2"})
-    )
+    provider.queue(IP_PATH, Reply(429, TOO_MANY, {"Retry-After": "2"}))
 
     with pytest.raises(RateLimitedError) as info:
         await provider.source().lookup(ipv4())
 
+    assert type(info.value) is RateLimitedError
     assert info.value.retry_after == 2.0
     assert provider.sleep.waits == [2.0, 2.0]
+
+
+async def test_quota_not_retried(provider: Provider) -> None:
+    body = fixture("virustotal_error_429_quota.json")
+    provider.queue(IP_PATH, Reply(429, body, {"Retry-After": "3600"}), Reply(200, b"{}"))
+
+    with pytest.raises(QuotaExceededError) as info:
+        await provider.source().lookup(ipv4())
+
+    assert info.value.retry_after == 3600.0
+    assert provider.sleep.waits == []
+    assert len(provider.requests(IP_PATH)) == 1
 
 
 async def test_rate_limit_then_success(provider: Provider) -> None:
     provider.queue(
         IP_PATH,
-        Reply(
-            429,
-            b'{"error": {"code": "TooManyRequestsError", "message": "Too many"}}',
-            {"Retry-After": "1"},
-        ),
+        Reply(429, TOO_MANY, {"Retry-After": "1"}),
         Reply(200, fixture("virustotal_ip_flagged.json")),
     )
 
@@ -449,9 +466,9 @@ async def test_timeout(provider: Provider) -> None:
 
 
 async def test_drift_tolerated_and_warned_once(
-    provider: Provider, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    provider: Provider, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(virustotal, "_warned", set())
+    reset_drift_warnings()
     body = json.loads(fixture("virustotal_ip_flagged.json"))
     body["data"]["attributes"]["reputation"] = "bad"
     body["data"]["attributes"]["tags"] = "scanner"
@@ -476,12 +493,14 @@ async def test_drift_tolerated_and_warned_once(
 
 async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    # VirusTotal nests its error text, which here echoes the key.
+    wrong_key = f"Wrong key {KEY}"
     provider.queue(
         IP_PATH,
         Reply(200, fixture("virustotal_ip_flagged.json")),
         Reply(429, b"{}", {"Retry-After": "1"}),
         Reply(200, fixture("virustotal_ip_flagged.json")),
-        Reply(401, b'{"error": {"code": "WrongCredentialsError", "message": "Wrong key"}}'),
+        Reply(401, json.dumps({"error": {"code": "WrongCredentialsError", "message": wrong_key}})),
         Reply(503, b"{}"),
     )
     source = provider.source()
@@ -494,7 +513,7 @@ async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFix
             messages.append(str(exc))
 
     assert messages == [
-        f"virustotal: the API key was rejected (status 401); {HINT}",
+        f"virustotal: the API key was rejected (status 401: Wrong key ***); {HINT}",
         "virustotal: server error (status 503) after 3 attempts",
     ]
     assert {"httpx", "iocscope.sources.http"} <= {r.name for r in caplog.records}

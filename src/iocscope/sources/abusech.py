@@ -23,7 +23,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     SecretStr,
-    ValidationError,
     ValidationInfo,
 )
 
@@ -34,7 +33,8 @@ from iocscope.errors import (
     RateLimitedError,
     SourceUnavailableError,
 )
-from iocscope.sources.http import Sleep, request_json
+from iocscope.sources import drift
+from iocscope.sources.http import Sleep, key_env, key_hint, request_json
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,6 @@ LICENCE = (
 _BAD_INPUT_STATUSES = frozenset({"no_hash_provided", "no_search_term", "missing_search_term"})
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S UTC", "%Y-%m-%d %H:%M:%S")
 
-# Schema drift is logged once per (source, field) and process, not once per lookup.
-_drift_reported: set[tuple[str, str]] = set()
-
 
 @dataclass(frozen=True, slots=True)
 class AuthKey:
@@ -74,12 +71,10 @@ def resolve_auth_key(name: str, title: str, settings: SourceSettings) -> AuthKey
     environment variable nor a key file does the shared ``IOCSCOPE_ABUSECH_API_KEY``
     apply.
     """
-    own_env = settings.api_key_env or f"IOCSCOPE_{name.upper()}_API_KEY"
+    own_env = key_env(name, settings)
     key = resolve_api_key(name, settings)
     if key is not None:
-        if settings.api_key_file is not None:
-            return AuthKey(key, f"check the key in {settings.api_key_file}")
-        return AuthKey(key, f"check {own_env}")
+        return AuthKey(key, key_hint(name, settings))
     if settings.api_key_env is None:
         shared = os.environ.get(SHARED_KEY_ENV, "").strip()
         if shared:
@@ -126,10 +121,7 @@ async def post(
         expect=(200, 405),
         key_hint=key.hint,
     )
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__
-        message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-        raise BadResponseError(source, message)
+    payload = drift.expect_object(source, payload)
     if not isinstance(payload.get("query_status"), str):
         message = "returned a response without a query_status; the API may have changed"
         raise BadResponseError(source, message)
@@ -156,30 +148,16 @@ def raise_for_status(source: str, status: str, value: str, key_hint: str) -> NoR
 
 
 def validate(source: str, model: type[ModelT], payload: Any) -> ModelT:
-    """Validate a response object; raise ``BadResponseError`` naming the fields that failed."""
-    try:
-        return model.model_validate(payload, context={"source": source})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(source, message) from exc
+    """Validate a response object; raise ``BadResponseError`` naming the fields that failed.
+
+    The source name reaches ``parse_time`` and ``parse_tags`` as validation context.
+    """
+    return drift.parse_response(source, model, payload, {"source": source})
 
 
 def warn_drift(source: str, field: str, value: object) -> None:
-    """Log once per process that a field had an unexpected value that was ignored."""
-    if (source, field) in _drift_reported:
-        return
-    _drift_reported.add((source, field))
-    log.warning(
-        "source=%s field=%s has an unexpected value %.80r; it is ignored "
-        "(the provider's API may have changed)",
-        source,
-        field,
-        value,
-    )
+    """Log once per process and (source, field) that a value was unexpected and ignored."""
+    drift.warn_drift(log, source, field, value)
 
 
 def parse_time(value: Any, info: ValidationInfo) -> datetime | None:

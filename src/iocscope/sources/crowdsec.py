@@ -19,12 +19,13 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import resolve_api_key
 from iocscope.errors import BadResponseError, SourceUnavailableError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, error_detail, request_json
+from iocscope.sources.drift import parse_response, warn_drift
+from iocscope.sources.http import Sleep, error_detail, key_env, key_hint, request_json
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ META = SourceMeta(
     licence="CrowdSec CTI terms of service; the Community key is for non-commercial use",
 )
 
-# Fields whose drift was already logged; one warning per process is enough.
-_warned: set[str] = set()
+_DRIFT_MESSAGE = (
+    "source=%(source)s field %(field)s has an unexpected value (%(value).80r); "
+    "it is ignored. CrowdSec may have changed its API"
+)
 
 
 class _Named(BaseModel):
@@ -147,7 +150,7 @@ class CrowdSecSource:
         )
         if status == 404:
             return _not_found(payload)
-        return _result(indicator, _parse(payload), payload)
+        return _result(indicator, parse_response(NAME, _Smoke, payload), payload)
 
 
 def create(deps: SourceDeps) -> Source:
@@ -156,7 +159,7 @@ def create(deps: SourceDeps) -> Source:
     key = resolve_api_key(NAME, settings)
     if key is None:
         raise SourceUnavailableError(
-            f"CrowdSec CTI needs an API key: set {_key_env(settings)} "
+            f"CrowdSec CTI needs an API key: set {key_env(NAME, settings)} "
             f"or sources.{NAME}.api_key_file"
         )
     return CrowdSecSource(
@@ -164,18 +167,8 @@ def create(deps: SourceDeps) -> Source:
         key,
         base_url=settings.base_url or DEFAULT_BASE_URL,
         timeout=settings.timeout or META.timeout,
-        key_hint=_key_hint(settings),
+        key_hint=key_hint(NAME, settings),
     )
-
-
-def _key_env(settings: SourceSettings) -> str:
-    return settings.api_key_env or f"IOCSCOPE_{NAME.upper()}_API_KEY"
-
-
-def _key_hint(settings: SourceSettings) -> str:
-    if settings.api_key_file is not None:
-        return f"check the key in {settings.api_key_file}"
-    return f"check {_key_env(settings)}"
 
 
 def _quota_spent(headers: httpx.Headers) -> bool:
@@ -193,41 +186,12 @@ def _not_found(payload: Any) -> SourceResult:
     return SourceResult(source=NAME, status=Status.OK, summary="unknown to CrowdSec", raw=payload)
 
 
-def _parse(payload: Any) -> _Smoke:
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__
-        message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-        raise BadResponseError(NAME, message)
-    try:
-        return _Smoke.model_validate(payload)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(NAME, message) from exc
-
-
-def _warn_drift(field: str, value: Any) -> None:
-    if field in _warned:
-        return
-    _warned.add(field)
-    log.warning(
-        "source=%s field %s has an unexpected value (%.80r); it is ignored. "
-        "CrowdSec may have changed its API",
-        NAME,
-        field,
-        value,
-    )
-
-
 def _reputation(smoke: _Smoke) -> str:
     value = (smoke.reputation or "").lower()
     if value in REPUTATIONS:
         return value
     # Older responses have no reputation field, and without it there is no judgement.
-    _warn_drift("reputation", smoke.reputation)
+    warn_drift(log, NAME, "reputation", smoke.reputation, _DRIFT_MESSAGE)
     return "unknown"
 
 
@@ -237,7 +201,7 @@ def _moment(field: str, value: Any) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except (TypeError, ValueError):
-        _warn_drift(field, value)
+        warn_drift(log, NAME, field, value, _DRIFT_MESSAGE)
         return None
     # CrowdSec writes UTC offsets; a bare time is read as UTC as well.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -249,7 +213,7 @@ def _names(field: str, items: tuple[Any, ...]) -> list[_Named]:
         try:
             named.append(_Named.model_validate(item))
         except ValidationError:
-            _warn_drift(field, item)
+            warn_drift(log, NAME, field, item, _DRIFT_MESSAGE)
     return named
 
 

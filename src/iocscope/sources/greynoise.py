@@ -17,14 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import resolve_api_key
 from iocscope.errors import BadResponseError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, error_detail, request_json
+from iocscope.sources.drift import parse_response, warn_drift
+from iocscope.sources.http import Sleep, error_detail, key_hint, request_json
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,11 @@ META = SourceMeta(
     licence="GreyNoise Community terms; non-commercial use",
 )
 
-# Classification values whose drift was already logged, one warning per process.
-_warned: set[str] = set()
+_CLASSIFICATION_DRIFT = (
+    "source=%(source)s unknown classification %(value)r is read as 'unknown'; "
+    "GreyNoise may have changed its API"
+)
+_DATE_DRIFT = "source=%(source)s %(field)s %(value).40r is not a YYYY-MM-DD date; ignored"
 
 
 class _Community(BaseModel):
@@ -122,7 +126,7 @@ class GreyNoiseSource:
             detail = error_detail(payload) or "no detail given"
             message = f"rejected {indicator.value} as invalid input (status 400: {detail})"
             raise BadResponseError(NAME, message)
-        return _result(indicator, _parse(payload), payload)
+        return _result(indicator, parse_response(NAME, _Community, payload), payload)
 
 
 def create(deps: SourceDeps) -> Source:
@@ -134,14 +138,8 @@ def create(deps: SourceDeps) -> Source:
         key,
         base_url=settings.base_url or DEFAULT_BASE_URL,
         timeout=settings.timeout or META.timeout,
-        key_hint=_key_hint(settings),
+        key_hint=key_hint(NAME, settings),
     )
-
-
-def _key_hint(settings: SourceSettings) -> str:
-    if settings.api_key_file is not None:
-        return f"check the key in {settings.api_key_file}"
-    return f"check {settings.api_key_env or f'IOCSCOPE_{NAME.upper()}_API_KEY'}"
 
 
 def _not_observed(payload: Any) -> SourceResult:
@@ -154,34 +152,12 @@ def _not_observed(payload: Any) -> SourceResult:
     )
 
 
-def _parse(payload: Any) -> _Community:
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__
-        message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-        raise BadResponseError(NAME, message)
-    try:
-        return _Community.model_validate(payload)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(NAME, message) from exc
-
-
 def _classification(answer: _Community) -> str:
     value = (answer.classification or "unknown").lower()
     if value in CLASSIFICATIONS:
         return value
-    if value not in _warned:
-        _warned.add(value)
-        log.warning(
-            "source=%s unknown classification %r is read as 'unknown'; "
-            "GreyNoise may have changed its API",
-            NAME,
-            value,
-        )
+    # Keyed by the value, so that each new classification is logged once.
+    warn_drift(log, NAME, f"classification={value}", value, _CLASSIFICATION_DRIFT)
     return "unknown"
 
 
@@ -223,9 +199,7 @@ def _date(value: str | None) -> datetime | None:
     try:
         day = datetime.strptime(value, "%Y-%m-%d")
     except ValueError:
-        if "last_seen" not in _warned:
-            _warned.add("last_seen")
-            log.warning("source=%s last_seen %.40r is not a YYYY-MM-DD date; ignored", NAME, value)
+        warn_drift(log, NAME, "last_seen", value, _DATE_DRIFT)
         return None
     return day.replace(tzinfo=UTC)
 

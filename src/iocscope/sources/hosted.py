@@ -36,21 +36,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import resolve_api_key
 from iocscope.errors import BadResponseError, QuotaExceededError, SourceUnavailableError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, request_json
+from iocscope.sources.drift import parse_response, warn_drift
+from iocscope.sources.http import Sleep, error_detail, key_env, key_hint, request_json
 
 log = logging.getLogger(__name__)
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 LOOKUP_NAME = "hosted_lookup"
 ENRICH_NAME = "hosted_enrich"
@@ -111,21 +110,10 @@ ENRICH_META = SourceMeta(
     licence="the terms of the hosted service",
 )
 
-# Schema drift is logged once per (source, field) and process, not once per lookup.
-_drift_reported: set[tuple[str, str]] = set()
-
-
-def _warn_drift(source: str, field: str, value: object) -> None:
-    if (source, field) in _drift_reported:
-        return
-    _drift_reported.add((source, field))
-    log.warning(
-        "source=%s field=%s has an unexpected value %.80r; it is ignored "
-        "(the hosted API may have changed)",
-        source,
-        field,
-        value,
-    )
+_DRIFT_MESSAGE = (
+    "source=%(source)s field=%(field)s has an unexpected value %(value).80r; it is ignored "
+    "(the hosted API may have changed)"
+)
 
 
 class _Model(BaseModel):
@@ -214,7 +202,7 @@ class HostedLookupSource:
             key_hint=self._key_hint,
         )
         _raise_for_status(LOOKUP_NAME, status, payload, indicator.value)
-        answer = _validate(LOOKUP_NAME, _LookupAnswer, payload)
+        answer = parse_response(LOOKUP_NAME, _LookupAnswer, payload)
         found = _pick(answer.data.results, indicator.value)
         return _lookup_result(found, answer.meta or {}, payload)
 
@@ -264,7 +252,7 @@ class HostedEnrichSource:
             key_hint=self._key_hint,
         )
         _raise_for_status(ENRICH_NAME, status, payload, indicator.value)
-        answer = _validate(ENRICH_NAME, _EnrichAnswer, payload)
+        answer = parse_response(ENRICH_NAME, _EnrichAnswer, payload)
         return _enrich_result(answer, payload)
 
 
@@ -300,56 +288,22 @@ def _configured(deps: SourceDeps, name: str) -> tuple[str, SecretStr, str]:
     key = resolve_api_key(name, settings)
     if key is None:
         raise SourceUnavailableError(
-            f"{name} needs an API key: set {_key_env(name, settings)} "
-            f"or sources.{name}.api_key_file"
+            f"{name} needs an API key: set {key_env(name, settings)} or sources.{name}.api_key_file"
         )
     if settings.base_url.startswith("http://"):
         log.warning("source=%s base_url uses http: the API key travels unencrypted", name)
-    if settings.api_key_file is not None:
-        return settings.base_url, key, f"check the key in {settings.api_key_file}"
-    return settings.base_url, key, f"check {_key_env(name, settings)}"
-
-
-def _key_env(name: str, settings: SourceSettings) -> str:
-    return settings.api_key_env or f"IOCSCOPE_{name.upper()}_API_KEY"
+    return settings.base_url, key, key_hint(name, settings)
 
 
 def _raise_for_status(source: str, status: int, payload: Any, value: str) -> None:
     if status == 200:
         return
-    detail = _error_text(payload) or "no detail given"
+    detail = error_detail(payload) or "no detail given"
     if status == 402:
         raise QuotaExceededError(
             source, f"the account's credits are spent (status 402: {detail}); add credits"
         )
     raise BadResponseError(source, f"rejected {value} as invalid input (status {status}: {detail})")
-
-
-def _error_text(payload: Any) -> str:
-    """Return the text of ``{"error": {"message"}}``, ``{"error"}`` or ``{"detail"}``."""
-    if not isinstance(payload, dict):
-        return ""
-    error = payload.get("error")
-    if isinstance(error, dict):
-        error = error.get("message")
-    text = error if isinstance(error, str) else payload.get("detail")
-    return " ".join(text.split())[:200] if isinstance(text, str) else ""
-
-
-def _validate(source: str, model: type[ModelT], payload: Any) -> ModelT:
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__
-        message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-        raise BadResponseError(source, message)
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(source, message) from exc
 
 
 def _pick(results: tuple[_LookupResult, ...], value: str) -> _LookupResult:
@@ -376,14 +330,14 @@ def _number(source: str, field: str, value: Any) -> int | None:
             number = -1.0
         if 0 <= number <= 100:
             return round(number)
-    _warn_drift(source, field, value)
+    warn_drift(log, source, field, value, _DRIFT_MESSAGE)
     return None
 
 
 def _judge(source: str, verdict: str, score: int | None) -> _Judgement:
     word = verdict.strip().lower()
     if word not in FLAG_VERDICTS | CLEAN_VERDICTS | {"benign", "unknown"}:
-        _warn_drift(source, "verdict", verdict)
+        warn_drift(log, source, "verdict", verdict, _DRIFT_MESSAGE)
         word = _band(score)
     if word in FLAG_VERDICTS:
         # A stated 0 would read as "confidence not stated" in scoring, which counts as 100.

@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 from iocscope import __version__
-from iocscope.config import Settings
+from iocscope.config import Settings, SourceSettings
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
@@ -50,6 +50,11 @@ _PUBLIC_HEADERS = frozenset({"accept", "content-type", "user-agent"})
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 QuotaCheck = Callable[[httpx.Headers], bool]
+QuotaBodyCheck = Callable[[Any], bool]
+
+# Sentinel that _parse_error_body returns for a body that is not JSON, because
+# a JSON null parses to None.
+_NOT_JSON = object()
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -72,6 +77,24 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
         follow_redirects=False,
         http2=False,
     )
+
+
+def key_env(name: str, settings: SourceSettings) -> str:
+    """Return the name of the environment variable that contains a source's key.
+
+    It is ``sources.<name>.api_key_env`` when set, else ``IOCSCOPE_<NAME>_API_KEY``.
+    """
+    return settings.api_key_env or f"IOCSCOPE_{name.upper()}_API_KEY"
+
+
+def key_hint(name: str, settings: SourceSettings, credential: str = "key") -> str:
+    """Return the ``key_hint`` of ``request_json``: where the user finds the rejected key.
+
+    ``credential`` is the provider's word for it ("key", "token").
+    """
+    if settings.api_key_file is not None:
+        return f"check the {credential} in {settings.api_key_file}"
+    return f"check {key_env(name, settings)}"
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -118,6 +141,7 @@ async def request_json(
     expect: Collection[int] = (200,),
     key_hint: str | None = None,
     is_quota: QuotaCheck | None = None,
+    quota_body: QuotaBodyCheck | None = None,
     clock: Clock = time.monotonic,
 ) -> tuple[int, Any]:
     """Send a request and return ``(status, parsed JSON body)``.
@@ -129,7 +153,8 @@ async def request_json(
     - ``SourceTimeoutError`` when no attempt got a response within ``timeout``;
     - ``AuthenticationError`` on 401 and 403, never retried (``key_hint``
       names where the key comes from; None means a keyless source);
-    - ``QuotaExceededError`` on a 429 that ``is_quota`` recognises, never retried;
+    - ``QuotaExceededError`` on a 429 that ``is_quota`` recognises from its
+      headers or ``quota_body`` from its parsed JSON body, never retried;
     - ``RateLimitedError`` on 429 when the ``Retry-After`` wait exceeds
       ``retry_cap`` or the retries are spent, with ``retry_after`` set;
     - ``BadResponseError`` on persistent 5xx, any other unexpected status,
@@ -141,7 +166,20 @@ async def request_json(
     attempt (default: every attempt may use its full timeout, plus one wait of
     ``retry_cap``). ``sleep`` and ``clock`` are injectable for tests.
     """
-    call = _Call(client, source, method, url, dict(headers or {}), params, json, expect, form)
+    call = _Call(
+        client,
+        source,
+        method,
+        url,
+        dict(headers or {}),
+        params,
+        json,
+        expect,
+        form,
+        key_hint=key_hint,
+        is_quota=is_quota,
+        quota_body=quota_body,
+    )
     budget = deadline if deadline is not None else timeout * (retries + 1) + retry_cap
     started = clock()
     attempt = 0
@@ -149,7 +187,7 @@ async def request_json(
         attempt += 1
         remaining = max(budget - (clock() - started), 0.01)
         try:
-            return await _send_once(call, min(timeout, remaining), attempt, key_hint, is_quota)
+            return await _send_once(call, min(timeout, remaining), attempt)
         except _Retryable as retry:
             wait = retry.wait if retry.wait is not None else BACKOFF_BASE * 2 ** (attempt - 1)
             if attempt > retries or wait > retry_cap or clock() - started + wait >= budget:
@@ -171,6 +209,9 @@ class _Call:
     json: Any
     expect: Collection[int]
     form: Mapping[str, str] | None = None  # sent form-encoded, for APIs that take no JSON body
+    key_hint: str | None = None
+    is_quota: QuotaCheck | None = None
+    quota_body: QuotaBodyCheck | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -220,13 +261,7 @@ class _Retryable(Exception):  # noqa: N818 - internal control flow, never escape
         return RateLimitedError(source, message, retry_after=self.wait)
 
 
-async def _send_once(
-    call: _Call,
-    timeout: float,
-    attempt: int,
-    key_hint: str | None,
-    is_quota: QuotaCheck | None,
-) -> tuple[int, Any]:
+async def _send_once(call: _Call, timeout: float, attempt: int) -> tuple[int, Any]:
     started = time.perf_counter()
     outcome = "error"
     try:
@@ -251,7 +286,7 @@ async def _send_once(
             (time.perf_counter() - started) * 1000,
             attempt,
         )
-    return _interpret(call, response, body, key_hint, is_quota)
+    return _interpret(call, response, body)
 
 
 async def _fetch(call: _Call, timeout: float) -> tuple[httpx.Response, bytes]:
@@ -274,25 +309,12 @@ async def _fetch(call: _Call, timeout: float) -> tuple[httpx.Response, bytes]:
     return response, bytes(body)
 
 
-def _interpret(
-    call: _Call,
-    response: httpx.Response,
-    body: bytes,
-    key_hint: str | None,
-    is_quota: QuotaCheck | None,
-) -> tuple[int, Any]:
+def _interpret(call: _Call, response: httpx.Response, body: bytes) -> tuple[int, Any]:
     status = response.status_code
     if status in (401, 403):
-        raise _auth_error(call, status, body, key_hint)
+        raise _auth_error(call, status, body)
     if status == 429:
-        wait = parse_retry_after(response.headers.get("Retry-After"))
-        detail = _provider_detail(body, call.secrets)
-        if is_quota is not None and is_quota(response.headers):
-            message = f"daily quota exhausted ({_status_text(status, detail)})"
-            if wait is not None:
-                message += f"; retry after {wait:g} s"
-            raise QuotaExceededError(call.source, message, retry_after=wait)
-        raise _Retryable("rate limited", status=status, wait=wait, detail=detail)
+        raise _rate_limit_error(call, response.headers, body)
     if status >= 500:
         detail = _provider_detail(body, call.secrets)
         raise _Retryable("server error", status=status, detail=detail)
@@ -302,11 +324,33 @@ def _interpret(
     return status, decode_json(call.source, status, response.headers, body)
 
 
-def _auth_error(call: _Call, status: int, body: bytes, key_hint: str | None) -> SourceError:
+def _rate_limit_error(
+    call: _Call, headers: httpx.Headers, body: bytes
+) -> QuotaExceededError | _Retryable:
+    """Build the error of a 429: a final ``QuotaExceededError`` or a ``_Retryable``."""
+    wait = parse_retry_after(headers.get("Retry-After"))
+    payload = _parse_error_body(body)
+    detail = "" if payload is _NOT_JSON else error_detail(payload, call.secrets)
+    if _quota_spent(call, headers, payload):
+        message = f"quota exhausted ({_status_text(429, detail)})"
+        if wait is not None:
+            message += f"; retry after {wait:g} s"
+        return QuotaExceededError(call.source, message, retry_after=wait)
+    return _Retryable("rate limited", status=429, wait=wait, detail=detail)
+
+
+def _quota_spent(call: _Call, headers: httpx.Headers, payload: Any) -> bool:
+    if call.is_quota is not None and call.is_quota(headers):
+        return True
+    return call.quota_body is not None and payload is not _NOT_JSON and call.quota_body(payload)
+
+
+def _auth_error(call: _Call, status: int, body: bytes) -> SourceError:
     status_text = _status_text(status, _provider_detail(body, call.secrets))
-    if key_hint is None:
+    if call.key_hint is None:
         return AuthenticationError(call.source, f"access was denied ({status_text})")
-    return AuthenticationError(call.source, f"the API key was rejected ({status_text}); {key_hint}")
+    message = f"the API key was rejected ({status_text}); {call.key_hint}"
+    return AuthenticationError(call.source, message)
 
 
 def decode_json(source: str, status: int, headers: httpx.Headers, body: bytes) -> Any:
@@ -332,20 +376,27 @@ def _status_text(status: int, detail: str) -> str:
     return f"status {status}: {detail}" if detail else f"status {status}"
 
 
-def _provider_detail(body: bytes, secrets: Collection[str]) -> str:
+def _parse_error_body(body: bytes) -> Any:
     try:
-        payload = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return ""
-    return error_detail(payload, secrets)
+        return _NOT_JSON
+
+
+def _provider_detail(body: bytes, secrets: Collection[str]) -> str:
+    payload = _parse_error_body(body)
+    return "" if payload is _NOT_JSON else error_detail(payload, secrets)
 
 
 def error_detail(payload: Any, secrets: Collection[str] = ()) -> str:
     """Return the provider's error text from a parsed error body, shortened and redacted.
 
     Recognised shapes: ``{"errors": [{"detail": ...}]}`` (AbuseIPDB),
-    ``{"detail": ...}``, ``{"message": ...}`` and ``{"error": ...}``. Each of
-    ``secrets`` is replaced by ``***`` in case a provider echoes a credential.
+    ``{"detail": ...}``, ``{"message": ...}``, ``{"error": ...}`` and
+    ``{"error": {"code": ..., "message": ...}}`` (VirusTotal, the DFIR
+    Platform), where the message is read and the code only when there is no
+    message. Each of ``secrets`` is replaced by ``***`` in case a provider
+    echoes a credential.
     """
     text = _first_text(payload)
     for secret in secrets:
@@ -360,7 +411,14 @@ def _first_text(payload: Any) -> str:
     errors = payload.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         payload = errors[0]
-    for field in ("detail", "message", "error"):
+    nested = payload.get("error")
+    return _text_field(payload, ("detail", "message", "error")) or (
+        _text_field(nested, ("message", "code")) if isinstance(nested, dict) else ""
+    )
+
+
+def _text_field(payload: dict[str, Any], fields: tuple[str, ...]) -> str:
+    for field in fields:
         value = payload.get(field)
         if isinstance(value, str):
             return value

@@ -16,12 +16,13 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import resolve_api_key
 from iocscope.errors import BadResponseError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, request_json
+from iocscope.sources.drift import parse_response, warn_drift
+from iocscope.sources.http import Sleep, key_hint, request_json
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ META = SourceMeta(
     licence="IPinfo terms of service; attribution required for the free plan",
 )
 
-# Fields whose drift was already logged; one warning per process is enough.
-_warned: set[str] = set()
+_DRIFT_MESSAGE = (
+    "source=%(source)s field %(field)s has an unexpected value (%(value).80r); "
+    "it is ignored. IPinfo may have changed its API"
+)
 
 
 class _Asn(BaseModel):
@@ -126,7 +129,7 @@ class IpinfoSource:
             detail = _error_text(payload) or "no detail given"
             message = f"rejected {indicator.value} as invalid input (status {status}: {detail})"
             raise BadResponseError(NAME, message)
-        details = _parse(payload)
+        details = parse_response(NAME, _Details, payload)
         if details.bogon:
             return SourceResult(
                 source=NAME, status=Status.OK, summary="bogon address (not routed)", raw=payload
@@ -143,14 +146,8 @@ def create(deps: SourceDeps) -> Source:
         token,
         base_url=settings.base_url or DEFAULT_BASE_URL,
         timeout=settings.timeout or META.timeout,
-        key_hint=_key_hint(settings),
+        key_hint=key_hint(NAME, settings, credential="token"),
     )
-
-
-def _key_hint(settings: SourceSettings) -> str:
-    if settings.api_key_file is not None:
-        return f"check the token in {settings.api_key_file}"
-    return f"check {settings.api_key_env or f'IOCSCOPE_{NAME.upper()}_API_KEY'}"
 
 
 def _error_text(payload: Any) -> str:
@@ -164,42 +161,13 @@ def _error_text(payload: Any) -> str:
     return ""
 
 
-def _parse(payload: Any) -> _Details:
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__
-        message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-        raise BadResponseError(NAME, message)
-    try:
-        return _Details.model_validate(payload)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(NAME, message) from exc
-
-
-def _warn_drift(field: str, value: Any) -> None:
-    if field in _warned:
-        return
-    _warned.add(field)
-    log.warning(
-        "source=%s field %s has an unexpected value (%.80r); it is ignored. "
-        "IPinfo may have changed its API",
-        NAME,
-        field,
-        value,
-    )
-
-
 def _asn(details: _Details) -> tuple[str | None, str | None]:
     """Return (ASN, AS name) from the ``asn`` object of paid plans or the ``org`` string."""
     if details.asn is not None:
         try:
             asn = _Asn.model_validate(details.asn)
         except ValidationError:
-            _warn_drift("asn", details.asn)
+            warn_drift(log, NAME, "asn", details.asn, _DRIFT_MESSAGE)
         else:
             if asn.asn:
                 return asn.asn, asn.name
@@ -213,7 +181,7 @@ def _privacy(details: _Details) -> dict[str, bool]:
     if details.privacy is None:
         return {}
     if not isinstance(details.privacy, dict):
-        _warn_drift("privacy", details.privacy)
+        warn_drift(log, NAME, "privacy", details.privacy, _DRIFT_MESSAGE)
         return {}
     return {flag: details.privacy[flag] for flag in PRIVACY_FLAGS if flag in details.privacy}
 

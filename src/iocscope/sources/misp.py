@@ -36,12 +36,13 @@ from pydantic import (
     ValidationInfo,
 )
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import resolve_api_key
 from iocscope.errors import BadResponseError, SourceUnavailableError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, request_json
+from iocscope.sources.drift import parse_response, warn_drift
+from iocscope.sources.http import Sleep, key_env, key_hint, request_json
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +70,10 @@ META = SourceMeta(
 )
 
 _TIME = TypeAdapter(datetime)
-# Schema drift is logged once per field and process, not once per lookup.
-_drift_reported: set[str] = set()
-
-
-def _warn_drift(field: str, value: object) -> None:
-    if field in _drift_reported:
-        return
-    _drift_reported.add(field)
-    log.warning(
-        "source=%s field=%s has an unexpected value %.80r; it is ignored "
-        "(the MISP API may have changed)",
-        NAME,
-        field,
-        value,
-    )
+_DRIFT_MESSAGE = (
+    "source=%(source)s field=%(field)s has an unexpected value %(value).80r; it is ignored "
+    "(the MISP API may have changed)"
+)
 
 
 def _lenient_time(value: Any, info: ValidationInfo) -> datetime | None:
@@ -92,7 +82,7 @@ def _lenient_time(value: Any, info: ValidationInfo) -> datetime | None:
     try:
         return _TIME.validate_python(value)
     except ValidationError:
-        _warn_drift(info.field_name or "time", value)
+        warn_drift(log, NAME, info.field_name or "time", value, _DRIFT_MESSAGE)
         return None
 
 
@@ -214,7 +204,7 @@ def create(deps: SourceDeps) -> Source:
     key = resolve_api_key(NAME, settings)
     if key is None:
         raise SourceUnavailableError(
-            f"MISP needs an API key: set {_key_env(settings)} or sources.{NAME}.api_key_file"
+            f"MISP needs an API key: set {key_env(NAME, settings)} or sources.{NAME}.api_key_file"
         )
     if settings.base_url.startswith("http://"):
         log.warning("source=%s base_url uses http: the API key travels unencrypted", NAME)
@@ -223,18 +213,8 @@ def create(deps: SourceDeps) -> Source:
         key,
         base_url=settings.base_url,
         timeout=settings.timeout or META.timeout,
-        key_hint=_key_hint(settings),
+        key_hint=key_hint(NAME, settings),
     )
-
-
-def _key_env(settings: SourceSettings) -> str:
-    return settings.api_key_env or f"IOCSCOPE_{NAME.upper()}_API_KEY"
-
-
-def _key_hint(settings: SourceSettings) -> str:
-    if settings.api_key_file is not None:
-        return f"check the key in {settings.api_key_file}"
-    return f"check {_key_env(settings)}"
 
 
 def _parse(payload: Any) -> tuple[_Attribute, ...]:
@@ -245,15 +225,7 @@ def _parse(payload: Any) -> tuple[_Attribute, ...]:
     if not isinstance(found, dict):
         message = "returned a response in an unexpected format (no response object)"
         raise BadResponseError(NAME, message)
-    try:
-        return _Found.model_validate(found).attributes
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(NAME, message) from exc
+    return parse_response(NAME, _Found, found).attributes
 
 
 def _result(attributes: tuple[_Attribute, ...], payload: Any, base_url: str) -> SourceResult:

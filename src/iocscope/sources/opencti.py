@@ -26,14 +26,15 @@ from types import MappingProxyType
 from typing import Annotated, Any
 
 import httpx
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import resolve_api_key
 from iocscope.errors import AuthenticationError, BadResponseError, SourceUnavailableError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, request_json
+from iocscope.sources.drift import expect_object, parse_response, warn_drift
+from iocscope.sources.http import Sleep, key_env, key_hint, request_json
 
 log = logging.getLogger(__name__)
 
@@ -90,21 +91,10 @@ META = SourceMeta(
 )
 
 
-# Schema drift is logged once per field and process, not once per lookup.
-_drift_reported: set[str] = set()
-
-
-def _warn_drift(field: str, value: object) -> None:
-    if field in _drift_reported:
-        return
-    _drift_reported.add(field)
-    log.warning(
-        "source=%s field=%s has an unexpected value %.80r; it is ignored "
-        "(the OpenCTI API may have changed)",
-        NAME,
-        field,
-        value,
-    )
+_DRIFT_MESSAGE = (
+    "source=%(source)s field=%(field)s has an unexpected value %(value).80r; it is ignored "
+    "(the OpenCTI API may have changed)"
+)
 
 
 def _score(value: Any) -> int | None:
@@ -118,7 +108,7 @@ def _score(value: Any) -> int | None:
             number = -1
         if 0 <= number <= 100:
             return number
-    _warn_drift("x_opencti_score", value)
+    warn_drift(log, NAME, "x_opencti_score", value, _DRIFT_MESSAGE)
     return None
 
 
@@ -225,10 +215,7 @@ class OpenCtiSource:
         return _result(observables, payload, self._base_url, self._threshold)
 
     def _parse(self, payload: Any) -> tuple[_Observable, ...]:
-        if not isinstance(payload, dict):
-            kind = type(payload).__name__
-            message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-            raise BadResponseError(NAME, message)
+        payload = expect_object(NAME, payload)
         errors = payload.get("errors")
         if isinstance(errors, list) and errors:
             raise _graphql_error(errors, self._key_hint)
@@ -236,15 +223,7 @@ class OpenCtiSource:
         if not isinstance(data, dict):
             message = "returned a response in an unexpected format (no data object)"
             raise BadResponseError(NAME, message)
-        try:
-            return _Observables.model_validate(data).observables
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-                for error in exc.errors()
-            )
-            message = f"returned a response in an unexpected format ({problems})"
-            raise BadResponseError(NAME, message) from exc
+        return parse_response(NAME, _Observables, data).observables
 
 
 def create(deps: SourceDeps) -> Source:
@@ -258,8 +237,8 @@ def create(deps: SourceDeps) -> Source:
     key = resolve_api_key(NAME, settings)
     if key is None:
         raise SourceUnavailableError(
-            f"OpenCTI needs an API key (the token of an OpenCTI user): set {_key_env(settings)} "
-            f"or sources.{NAME}.api_key_file"
+            "OpenCTI needs an API key (the token of an OpenCTI user): "
+            f"set {key_env(NAME, settings)} or sources.{NAME}.api_key_file"
         )
     if settings.base_url.startswith("http://"):
         log.warning("source=%s base_url uses http: the API key travels unencrypted", NAME)
@@ -268,18 +247,8 @@ def create(deps: SourceDeps) -> Source:
         key,
         base_url=settings.base_url,
         timeout=settings.timeout or META.timeout,
-        key_hint=_key_hint(settings),
+        key_hint=key_hint(NAME, settings),
     )
-
-
-def _key_env(settings: SourceSettings) -> str:
-    return settings.api_key_env or f"IOCSCOPE_{NAME.upper()}_API_KEY"
-
-
-def _key_hint(settings: SourceSettings) -> str:
-    if settings.api_key_file is not None:
-        return f"check the key in {settings.api_key_file}"
-    return f"check {_key_env(settings)}"
 
 
 def _variables(indicator: Indicator) -> dict[str, Any]:

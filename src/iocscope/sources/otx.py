@@ -20,12 +20,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import resolve_api_key
 from iocscope.errors import BadResponseError, SourceUnavailableError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, error_detail, request_json
+from iocscope.sources.drift import parse_response, warn_drift
+from iocscope.sources.http import Sleep, error_detail, key_env, key_hint, request_json
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,10 @@ _WEB_KINDS = {
     IndicatorType.URL: "url",
 }
 
-# Fields whose drift was already logged; one warning per process is enough.
-_warned: set[str] = set()
+_DRIFT_MESSAGE = (
+    "source=%(source)s field %(field)s has an unexpected value (%(value).80r); "
+    "it is ignored. OTX may have changed its API"
+)
 
 Clock = Callable[[], datetime]
 
@@ -173,7 +176,7 @@ class OtxSource:
             detail = error_detail(payload) or "no detail given"
             message = f"rejected {indicator.value} as invalid input (status 400: {detail})"
             raise BadResponseError(NAME, message)
-        general = _parse(payload)
+        general = parse_response(NAME, _General, payload)
         return _result(indicator, general, payload, self._threshold, self._now())
 
 
@@ -183,7 +186,7 @@ def create(deps: SourceDeps) -> Source:
     key = resolve_api_key(NAME, settings)
     if key is None:
         raise SourceUnavailableError(
-            f"AlienVault OTX needs an API key: set {_key_env(settings)} "
+            f"AlienVault OTX needs an API key: set {key_env(NAME, settings)} "
             f"or sources.{NAME}.api_key_file"
         )
     return OtxSource(
@@ -191,7 +194,7 @@ def create(deps: SourceDeps) -> Source:
         key,
         base_url=settings.base_url or DEFAULT_BASE_URL,
         timeout=settings.timeout or META.timeout,
-        key_hint=_key_hint(settings),
+        key_hint=key_hint(NAME, settings),
     )
 
 
@@ -221,16 +224,6 @@ def pulse_weight(modified: datetime | None, now: datetime) -> float:
     return 0.0
 
 
-def _key_env(settings: SourceSettings) -> str:
-    return settings.api_key_env or f"IOCSCOPE_{NAME.upper()}_API_KEY"
-
-
-def _key_hint(settings: SourceSettings) -> str:
-    if settings.api_key_file is not None:
-        return f"check the key in {settings.api_key_file}"
-    return f"check {_key_env(settings)}"
-
-
 def _not_found(payload: Any) -> SourceResult:
     detail = error_detail(payload)
     # Any other 404 (a wrong base_url, a retired endpoint) is an error.
@@ -239,42 +232,13 @@ def _not_found(payload: Any) -> SourceResult:
     return SourceResult(source=NAME, status=Status.OK, summary="unknown to OTX", raw=payload)
 
 
-def _parse(payload: Any) -> _General:
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__
-        message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-        raise BadResponseError(NAME, message)
-    try:
-        return _General.model_validate(payload)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(NAME, message) from exc
-
-
-def _warn_drift(field: str, value: Any) -> None:
-    if field in _warned:
-        return
-    _warned.add(field)
-    log.warning(
-        "source=%s field %s has an unexpected value (%.80r); it is ignored. "
-        "OTX may have changed its API",
-        NAME,
-        field,
-        value,
-    )
-
-
 def _pulses(general: _General) -> list[_Pulse]:
     pulses = []
     for item in general.pulse_info.pulses:
         try:
             pulses.append(_Pulse.model_validate(item))
         except ValidationError:
-            _warn_drift("pulse_info.pulses", item)
+            warn_drift(log, NAME, "pulse_info.pulses", item, _DRIFT_MESSAGE)
     return pulses
 
 
@@ -336,7 +300,7 @@ def _benign_hint(general: _General) -> bool:
         return True
     for entry in general.validation:
         if not isinstance(entry, dict):
-            _warn_drift("validation", entry)
+            warn_drift(log, NAME, "validation", entry, _DRIFT_MESSAGE)
             continue
         if entry.get("source") == "whitelist":
             return True

@@ -4,27 +4,33 @@ Pulsedive rates each indicator ``none``, ``low``, ``medium``, ``high`` or
 ``critical`` and links it to threats (malware families, campaigns) and feeds.
 Any risk from ``low`` up flags the indicator, with a confidence that grows
 with the risk; ``none`` is a clean answer; ``unknown`` and ``retired``
-(indicators no longer seen) carry no judgement. The API works without a key at
-a lower limit.
+(indicators no longer seen) carry no judgement.
+
+iocscope calls Pulsedive without a key. Pulsedive documents its API key only
+as a ``key`` query parameter, and iocscope sends keys only in headers because
+URLs end up in proxy, server and client logs. A configured key is therefore
+ignored with a warning, and the keyless limits apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import SourceSettings
 from iocscope.errors import AuthenticationError, BadResponseError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, error_detail, request_json
+from iocscope.sources.drift import parse_response, warn_drift
+from iocscope.sources.http import Sleep, error_detail, key_env, request_json
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +55,9 @@ META = SourceMeta(
     needs_key=False,
     weight=0.4,
     timeout=10.0,
-    # Free accounts: one request a second, per the 429 example of Pulsedive's
-    # "Rate limits" documentation page.
+    # One request a second: the free-account limit in the 429 example of
+    # Pulsedive's "Rate limits" documentation page. The page states no keyless
+    # limit, so it is assumed to be no higher.
     # NOTE: the free daily and monthly limits appear only on the account page,
     # so no daily budget is set. A 429 that reports no requests left for the
     # day or month is raised as QuotaExceededError instead.
@@ -59,26 +66,10 @@ META = SourceMeta(
     licence="Pulsedive terms of service; the free API is for non-commercial use",
 )
 
-# Fields whose drift was already logged; one warning per process is enough.
-_warned: set[str] = set()
-# Keys already registered with the httpx log filter below.
-_redacted: set[str] = set()
-
-
-class _RedactKey(logging.Filter):
-    """Replaces API keys in records of the ``httpx`` logger, which logs full URLs at INFO."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(key in message for key in _redacted):
-            for key in _redacted:
-                message = message.replace(key, "***")
-            record.msg = message
-            record.args = None
-        return True
-
-
-_REDACT_FILTER = _RedactKey()
+_DRIFT_MESSAGE = (
+    "source=%(source)s field %(field)s has an unexpected value (%(value).80r); "
+    "it is ignored. Pulsedive may have changed its API"
+)
 
 
 class _Info(BaseModel):
@@ -100,31 +91,20 @@ class _Info(BaseModel):
 
 
 class PulsediveSource:
-    """Looks indicators up with ``GET /api/info.php?indicator=...``.
-
-    Pulsedive documents the key only as the ``key`` query parameter.
-    request_json logs only the URL path, and the ``httpx`` logger, which logs
-    whole URLs, gets a filter that replaces the key with ``***``.
-    """
+    """Looks indicators up with ``GET /api/info.php?indicator=...``, always without a key."""
 
     def __init__(
         self,
         http: httpx.AsyncClient,
-        api_key: SecretStr | None = None,
         *,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = META.timeout,
-        key_hint: str | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._http = http
-        self._api_key = api_key
         self._url = base_url.rstrip("/") + INFO_PATH
         self._timeout = timeout
-        self._key_hint = key_hint if api_key is not None else None
         self._sleep = sleep
-        if api_key is not None:
-            _redact_in_httpx_logs(api_key.get_secret_value())
 
     @property
     def meta(self) -> SourceMeta:
@@ -132,84 +112,74 @@ class PulsediveSource:
 
     async def lookup(self, indicator: Indicator) -> SourceResult:
         """Look one indicator up; one Pulsedive does not know gives found False."""
-        params = {"indicator": indicator.value}
-        if self._api_key is not None:
-            # NOTE: a secret in a query string breaks the rule that keys travel
-            # only in headers, but Pulsedive documents no header for it. The
-            # key never reaches a log line (see _RedactKey) and redirects,
-            # which could carry it to another host, are not followed.
-            params["key"] = self._api_key.get_secret_value()
         status, payload = await request_json(
             self._http,
             NAME,
             "GET",
             self._url,
             headers={"Accept": "application/json"},
-            params=params,
+            params={"indicator": indicator.value},
             timeout=self._timeout,
             # The engine bounds the whole lookup by the same timeout, so
             # retries happen only when they fit inside it.
             deadline=self._timeout,
             sleep=self._sleep,
             expect=(200, 400, 404),
-            key_hint=self._key_hint,
             is_quota=_quota_spent,
         )
-        error = _error(payload, self._secrets())
+        error = _error(payload)
         if error is not None:
-            return self._error_result(indicator, status, error, payload)
+            return _error_result(indicator, status, error, payload)
         if status != 200:
-            detail = error_detail(payload, self._secrets()) or "no detail"
+            detail = error_detail(payload) or "no detail"
             raise BadResponseError(NAME, f"unexpected response (status {status}: {detail})")
-        return _result(_parse(payload), payload)
-
-    def _secrets(self) -> tuple[str, ...]:
-        return () if self._api_key is None else (self._api_key.get_secret_value(),)
-
-    def _error_result(
-        self, indicator: Indicator, status: int, error: str, payload: Any
-    ) -> SourceResult:
-        if error == NOT_FOUND_DETAIL:
-            return SourceResult(
-                source=NAME, status=Status.OK, summary="unknown to Pulsedive", raw=payload
-            )
-        if "api key" in error.lower():
-            hint = f"; {self._key_hint}" if self._key_hint else ""
-            raise AuthenticationError(
-                NAME, f"the API key was rejected (status {status}: {error}){hint}"
-            )
-        if status == 400:
-            message = f"rejected {indicator.value} as invalid input (status 400: {error})"
-            raise BadResponseError(NAME, message)
-        raise BadResponseError(NAME, f"unexpected response (status {status}: {error})")
+        return _result(parse_response(NAME, _Info, payload), payload)
 
 
 def create(deps: SourceDeps) -> Source:
-    """Build the source; a key is optional and raises the free limit."""
+    """Build the keyless source; log a warning when a key is configured, because it is ignored."""
     settings = deps.settings.source(NAME)
-    key = resolve_api_key(NAME, settings)
+    where = _configured_key(settings)
+    if where is not None:
+        log.warning(
+            "source=%s an API key is configured in %s but ignored: Pulsedive takes keys "
+            "only in the URL, where iocscope never puts a key, so the keyless limits apply",
+            NAME,
+            where,
+        )
     return PulsediveSource(
         deps.http,
-        key,
         base_url=settings.base_url or DEFAULT_BASE_URL,
         timeout=settings.timeout or META.timeout,
-        key_hint=_key_hint(settings),
     )
 
 
-def _redact_in_httpx_logs(key: str) -> None:
-    if not key or key in _redacted:
-        return
-    _redacted.add(key)
-    httpx_logger = logging.getLogger("httpx")
-    if _REDACT_FILTER not in httpx_logger.filters:
-        httpx_logger.addFilter(_REDACT_FILTER)
+def _configured_key(settings: SourceSettings) -> str | None:
+    """Return the key file or the set environment variable that configures a key, or None.
 
-
-def _key_hint(settings: SourceSettings) -> str:
+    The key file is not read: the key is not used, so an unreadable file is no error.
+    """
     if settings.api_key_file is not None:
-        return f"check the key in {settings.api_key_file}"
-    return f"check {settings.api_key_env or f'IOCSCOPE_{NAME.upper()}_API_KEY'}"
+        return str(settings.api_key_file)
+    env = key_env(NAME, settings)
+    return env if os.environ.get(env, "").strip() else None
+
+
+def _error_result(indicator: Indicator, status: int, error: str, payload: Any) -> SourceResult:
+    if error == NOT_FOUND_DETAIL:
+        return SourceResult(
+            source=NAME, status=Status.OK, summary="unknown to Pulsedive", raw=payload
+        )
+    if "api key" in error.lower():
+        raise AuthenticationError(
+            NAME,
+            f"access was denied (status {status}: {error}); iocscope sends no key to "
+            f"Pulsedive, so set sources.{NAME}.enabled to false if Pulsedive now requires one",
+        )
+    if status == 400:
+        message = f"rejected {indicator.value} as invalid input (status 400: {error})"
+        raise BadResponseError(NAME, message)
+    raise BadResponseError(NAME, f"unexpected response (status {status}: {error})")
 
 
 def _quota_spent(headers: httpx.Headers) -> bool:
@@ -221,47 +191,18 @@ def _quota_spent(headers: httpx.Headers) -> bool:
     )
 
 
-def _error(payload: Any, secrets: tuple[str, ...]) -> str | None:
+def _error(payload: Any) -> str | None:
     # Pulsedive reports failures as {"error": "..."}, sometimes with status 200.
     if isinstance(payload, dict) and "error" in payload:
-        return error_detail(payload, secrets) or "no error text"
+        return error_detail(payload) or "no error text"
     return None
-
-
-def _parse(payload: Any) -> _Info:
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__
-        message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-        raise BadResponseError(NAME, message)
-    try:
-        return _Info.model_validate(payload)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(NAME, message) from exc
-
-
-def _warn_drift(field: str, value: Any) -> None:
-    if field in _warned:
-        return
-    _warned.add(field)
-    log.warning(
-        "source=%s field %s has an unexpected value (%.80r); it is ignored. "
-        "Pulsedive may have changed its API",
-        NAME,
-        field,
-        value,
-    )
 
 
 def _risk(info: _Info) -> str:
     risk = info.risk.lower()
     if risk in RISKS:
         return risk
-    _warn_drift("risk", info.risk)
+    warn_drift(log, NAME, "risk", info.risk, _DRIFT_MESSAGE)
     return "unknown"
 
 
@@ -271,7 +212,7 @@ def _stamp(field: str, value: str | None) -> datetime | None:
     try:
         return datetime.strptime(value, STAMP_FORMAT).replace(tzinfo=UTC)
     except ValueError:
-        _warn_drift(field, value)
+        warn_drift(log, NAME, field, value, _DRIFT_MESSAGE)
         return None
 
 
@@ -283,7 +224,7 @@ def _names(field: str, items: tuple[Any, ...], key: str) -> tuple[str, ...]:
             if value not in names:
                 names.append(value)
         else:
-            _warn_drift(field, item)
+            warn_drift(log, NAME, field, item, _DRIFT_MESSAGE)
     return tuple(names)
 
 

@@ -16,14 +16,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from iocscope.config import SourceSettings, resolve_api_key
+from iocscope.config import resolve_api_key
 from iocscope.errors import BadResponseError, SourceUnavailableError
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import Sleep, request_json
+from iocscope.sources.drift import parse_response, warn_drift
+from iocscope.sources.http import Sleep, error_detail, key_env, key_hint, request_json
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,10 @@ _GUI_KINDS = {
     IndicatorType.URL: "url",
 }
 
-# Keys of fields whose drift was already logged. One warning per process is
-# enough to tell the operator that VirusTotal changed a field.
-_warned: set[str] = set()
+_DRIFT_MESSAGE = (
+    "source=%(source)s attribute %(field)s has an unexpected value (%(value).80r); "
+    "it is ignored. VirusTotal may have changed its API"
+)
 
 
 class _Stats(BaseModel):
@@ -155,12 +157,6 @@ class VirusTotalSource:
 
     async def lookup(self, indicator: Indicator) -> SourceResult:
         """Fetch the object of one indicator; an unknown indicator gives found False."""
-        # NOTE: VirusTotal returns 429 both for a spent quota (error code
-        # QuotaExceededError) and for bursts (TooManyRequestsError) and names
-        # the case only in the body, but request_json passes only the headers
-        # to is_quota. Both are therefore reported as RateLimitedError; the
-        # local daily budget of 500 calls keeps the quota from running out.
-        # Passing the parsed 429 body to is_quota would let this tell them apart.
         status, payload = await request_json(
             self._http,
             NAME,
@@ -174,14 +170,16 @@ class VirusTotalSource:
             sleep=self._sleep,
             expect=(200, 400, 404),
             key_hint=self._key_hint,
+            quota_body=_quota_exceeded,
         )
         if status == 404:
             return _not_found(payload)
         if status == 400:
-            detail = _error_text(payload) or "no detail given"
+            detail = error_detail(payload) or "no detail given"
             message = f"rejected {indicator.value} as invalid input (status 400: {detail})"
             raise BadResponseError(NAME, message)
-        return _result(indicator, _parse(payload), payload, self._threshold)
+        answer = parse_response(NAME, _Answer, payload)
+        return _result(indicator, answer.data, payload, self._threshold)
 
 
 def create(deps: SourceDeps) -> Source:
@@ -190,14 +188,15 @@ def create(deps: SourceDeps) -> Source:
     key = resolve_api_key(NAME, settings)
     if key is None:
         raise SourceUnavailableError(
-            f"VirusTotal needs an API key: set {_key_env(settings)} or sources.{NAME}.api_key_file"
+            f"VirusTotal needs an API key: set {key_env(NAME, settings)} "
+            f"or sources.{NAME}.api_key_file"
         )
     return VirusTotalSource(
         deps.http,
         key,
         base_url=settings.base_url or DEFAULT_BASE_URL,
         timeout=settings.timeout or META.timeout,
-        key_hint=_key_hint(settings),
+        key_hint=key_hint(NAME, settings),
     )
 
 
@@ -219,51 +218,28 @@ def url_id(url: str) -> str:
     return base64.urlsafe_b64encode(url.encode("utf-8")).decode("ascii").rstrip("=")
 
 
-def _key_env(settings: SourceSettings) -> str:
-    return settings.api_key_env or f"IOCSCOPE_{NAME.upper()}_API_KEY"
-
-
-def _key_hint(settings: SourceSettings) -> str:
-    if settings.api_key_file is not None:
-        return f"check the key in {settings.api_key_file}"
-    return f"check {_key_env(settings)}"
-
-
 def _error_code(payload: Any) -> str:
     error = payload.get("error") if isinstance(payload, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) else ""
 
 
-def _error_text(payload: Any) -> str:
-    error = payload.get("error") if isinstance(payload, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return " ".join(message.split())[:200] if isinstance(message, str) else ""
+def _quota_exceeded(payload: Any) -> bool:
+    # VirusTotal names the cause of a 429 only in the error code of its body:
+    # QuotaExceededError when a minute, daily or monthly quota is spent, and
+    # TooManyRequestsError for too many requests at once (its "Errors"
+    # reference page). A spent quota does not clear within one lookup, so it is
+    # not retried.
+    return _error_code(payload) == "QuotaExceededError"
 
 
 def _not_found(payload: Any) -> SourceResult:
     # Only VirusTotal's own NotFoundError means "unknown indicator"; any other
     # 404 (a wrong base_url, a retired endpoint) is an error.
     if _error_code(payload) != "NotFoundError":
-        detail = _error_text(payload) or "no detail"
+        detail = error_detail(payload) or "no detail"
         raise BadResponseError(NAME, f"unexpected response (status 404: {detail})")
     return SourceResult(source=NAME, status=Status.OK, summary="unknown to VirusTotal", raw=payload)
-
-
-def _parse(payload: Any) -> _Object:
-    if not isinstance(payload, dict):
-        kind = type(payload).__name__
-        message = f"returned a response in an unexpected format (a JSON {kind}, not an object)"
-        raise BadResponseError(NAME, message)
-    try:
-        return _Answer.model_validate(payload).data
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        message = f"returned a response in an unexpected format ({problems})"
-        raise BadResponseError(NAME, message) from exc
 
 
 def _result(indicator: Indicator, obj: _Object, payload: Any, threshold: int) -> SourceResult:
@@ -317,7 +293,7 @@ def _epoch(attributes: dict[str, Any], field: str) -> datetime | None:
     try:
         return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        _warn_drift(field, seconds)
+        warn_drift(log, NAME, field, seconds, _DRIFT_MESSAGE)
         return None
 
 
@@ -329,21 +305,8 @@ def _typed(attributes: dict[str, Any], field: str, kind: type[T]) -> T | None:
     # bool is an int subclass; a boolean where a number belongs is drift too.
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
-    _warn_drift(field, value)
+    warn_drift(log, NAME, field, value, _DRIFT_MESSAGE)
     return None
-
-
-def _warn_drift(field: str, value: Any) -> None:
-    if field in _warned:
-        return
-    _warned.add(field)
-    log.warning(
-        "source=%s attribute %s has an unexpected value (%.80r); it is ignored. "
-        "VirusTotal may have changed its API",
-        NAME,
-        field,
-        value,
-    )
 
 
 def _categories(attributes: dict[str, Any]) -> tuple[str, ...]:
