@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,6 +43,15 @@ def values(name_or_spec: str, text: str) -> list[str]:
         ("misp_warninglist", "misp_hostname.json", 3, 1),
         ("misp_warninglist", "misp_hashes.json", 4, 1),
         ("misp_warninglist", "misp_regex.json", 0, 2),
+        ("threatfox", "threatfox_recent.json", 5, 3),
+        ("threatfox", "threatfox_recent.csv", 3, 2),
+        ("hash_list", "malwarebazaar_sha256_recent.txt", 3, 1),
+        ("aws_ip_ranges", "aws_ip_ranges.json", 4, 2),
+        ("google_ip_ranges", "google_cloud.json", 3, 1),
+        ("fastly_ip_list", "fastly_public_ip_list.json", 3, 1),
+        ("oci_ip_ranges", "oci_public_ip_ranges.json", 3, 1),
+        ("ip_list", "cloudflare_ips_v4.txt", 3, 0),
+        ("ip_list", "cloudflare_ips_v6.txt", 2, 0),
     ],
 )
 def test_fixture_counts(fmt: str, name: str, entries: int, rejected: int) -> None:
@@ -136,7 +146,7 @@ def test_feodo_csv_and_json_agree() -> None:
 def test_feodo_metadata() -> None:
     online, offline = parse_feed("feodo", fixture("feodo_ipblocklist.json")).entries
     assert online.confidence is None
-    assert offline.confidence == 60
+    assert offline.confidence == 80
     assert online.category == "botnet_c2"
     assert online.first_seen == datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
     assert online.last_seen == datetime(2024, 3, 5, tzinfo=UTC)
@@ -236,7 +246,18 @@ def test_misp_regex_list_rejected() -> None:
     )
 
 
-@pytest.mark.parametrize("fmt", ["misp_warninglist", "feodo"])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "misp_warninglist",
+        "feodo",
+        "threatfox",
+        "aws_ip_ranges",
+        "google_ip_ranges",
+        "fastly_ip_list",
+        "oci_ip_ranges",
+    ],
+)
 def test_invalid_json_is_one_rejection(fmt: str) -> None:
     parsed = parse_feed(fmt, "[{not json")
     assert parsed.entries == ()
@@ -302,3 +323,182 @@ def test_every_spec_has_a_parser() -> None:
 def test_parsers_never_raise(fmt: str, text: str) -> None:
     parsed = parse_feed(fmt, text)
     assert parsed.rejected_count >= 0
+
+
+def test_threatfox_json_entries() -> None:
+    entries = parse_feed("threatfox", fixture("threatfox_recent.json")).entries
+    assert [(entry.value, entry.type) for entry in entries] == [
+        ("198.51.100.23", IndicatorType.IPV4),
+        ("update-check.example.net", IndicatorType.DOMAIN),
+        ("http://dl.example.org/files/invoice.exe", IndicatorType.URL),
+        ("0cc175b9c0f1b6a831c399e269772661", IndicatorType.MD5),
+        ("2001:db8::5", IndicatorType.IPV6),
+    ]
+
+
+def test_threatfox_metadata() -> None:
+    c2, domain, url, md5, ipv6 = parse_feed("threatfox", fixture("threatfox_recent.json")).entries
+    assert c2.confidence == 100
+    assert c2.category == "botnet_c2"
+    assert c2.tags == ("cobalt strike", "c2", "cobaltstrike")
+    assert c2.first_seen == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    assert c2.last_seen is None
+    assert c2.meta.detail == "Cobalt Strike botnet C2 on port 443"
+    assert c2.meta.reference == "https://threatfox.abuse.ch/ioc/1300001/"
+    assert domain.last_seen == datetime(2024, 5, 2, 8, 0, tzinfo=UTC)
+    assert domain.tags == ("asyncrat",)
+    assert url.category == "malware_distribution"
+    assert url.meta.detail == "Remcos payload delivery"
+    assert md5.category == "malware"
+    assert md5.meta.detail == "Unknown malware payload"
+    assert ipv6.confidence == 75
+    assert ipv6.meta.detail == "Sliver botnet C2 on port 8443"
+
+
+def test_threatfox_csv_matches_json() -> None:
+    from_csv = parse_feed("threatfox", fixture("threatfox_recent.csv")).entries
+    from_json = parse_feed("threatfox", fixture("threatfox_recent.json")).entries[:3]
+    assert from_csv == from_json
+
+
+def test_threatfox_rejected_examples() -> None:
+    parsed = parse_feed("threatfox", fixture("threatfox_recent.csv"))
+    assert parsed.rejected_examples[0] == (
+        'line 10: \'"2024-05-01 12:05:00", "1300009", "198.51.100.24", "ip:port"\': '
+        "expected a ThreatFox CSV row of 14 columns"
+    )
+    assert parsed.rejected_examples[1].endswith(": not an IOC of a known ioc_type")
+
+
+@pytest.mark.parametrize(
+    ("record", "value"),
+    [
+        ({"ioc": "198.51.100.9:8080", "ioc_type": "ip:port"}, "198.51.100.9"),
+        ({"ioc_value": "198.51.100.9", "ioc_type": "ip:port"}, "198.51.100.9"),
+        ({"ioc_value": "[2001:db8::9]:443", "ioc_type": "ip:port"}, "2001:db8::9"),
+        ({"ioc_value": "A" * 40, "ioc_type": "sha1_hash"}, "a" * 40),
+        ({"ioc_value": "b" * 64, "ioc_type": "sha256_hash"}, "b" * 64),
+    ],
+    ids=["api-keys", "no-port", "ipv6", "sha1", "sha256"],
+)
+def test_threatfox_value_forms(record: dict[str, str], value: str) -> None:
+    text = orjson.dumps({"data": [record]}).decode()
+    assert values("threatfox", text) == [value]
+
+
+@pytest.mark.parametrize(
+    "confidence", ["high", -5, None, "", 7.5], ids=["word", "negative", "null", "empty", "float"]
+)
+def test_threatfox_unusable_confidence_uses_default(confidence: object) -> None:
+    record = {"ioc_value": "198.51.100.9:80", "ioc_type": "ip:port", "confidence_level": confidence}
+    (entry,) = parse_feed("threatfox", orjson.dumps([record]).decode()).entries
+    assert entry.confidence is None
+
+
+def test_threatfox_confidence_capped() -> None:
+    record = {"ioc_value": "198.51.100.9:80", "ioc_type": "ip:port", "confidence_level": 250}
+    (entry,) = parse_feed("threatfox", orjson.dumps([record]).decode()).entries
+    assert entry.confidence == 100
+
+
+def test_hash_list_lower_cases() -> None:
+    parsed = parse_feed("hash_list", fixture("malwarebazaar_sha256_recent.txt"))
+    assert parsed.entries[0].value == (
+        "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+    )
+    assert {entry.type for entry in parsed.entries} == {IndicatorType.SHA256}
+    assert parsed.rejected_examples == (
+        "line 10: 'not-a-sha256': not an MD5, SHA-1, SHA-256 or SHA-512 hash",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "details"),
+    [
+        (
+            "aws_ip_ranges",
+            "aws_ip_ranges.json",
+            ["AMAZON in us-east-1", "EC2 in us-east-1", "CLOUDFRONT in GLOBAL", "S3 in eu-west-1"],
+        ),
+        (
+            "google_ip_ranges",
+            "google_cloud.json",
+            ["Google Cloud in europe-west1", "Google Cloud in us-central1", ""],
+        ),
+        ("fastly_ip_list", "fastly_public_ip_list.json", ["", "", ""]),
+        (
+            "oci_ip_ranges",
+            "oci_public_ip_ranges.json",
+            ["OCI in us-phoenix-1", "OSN/OBJECT_STORAGE in us-phoenix-1", "OCI in eu-frankfurt-1"],
+        ),
+    ],
+)
+def test_provider_ranges_details(fmt: str, name: str, details: list[str]) -> None:
+    entries = parse_feed(fmt, fixture(name)).entries
+    assert [entry.meta.detail for entry in entries] == details
+
+
+def test_provider_ranges_values() -> None:
+    assert values("oci_ip_ranges", fixture("oci_public_ip_ranges.json")) == [
+        "192.0.2.0/25",
+        "192.0.2.128/25",
+        "203.0.113.0/24",
+    ]
+    assert values("fastly_ip_list", fixture("fastly_public_ip_list.json"))[-1] == (
+        "2001:db8:f000::/48"
+    )
+
+
+def test_provider_ranges_share_metadata() -> None:
+    text = orjson.dumps(
+        {"prefixes": [{"ip_prefix": f"192.0.2.{n}/32", "service": "EC2"} for n in (1, 2)]}
+    ).decode()
+    first, second = parse_feed("aws_ip_ranges", text).entries
+    assert first.meta is second.meta
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "reason"),
+    [
+        ("aws_ip_ranges", "[]", "expected an AWS ip-ranges.json document with 'prefixes'"),
+        ("aws_ip_ranges", '{"prefixes": []}', "expected an AWS ip-ranges.json document"),
+        ("google_ip_ranges", '{"syncToken": "1"}', "expected a Google cloud.json or goog.json"),
+        ("fastly_ip_list", '{"addresses": "x"}', "expected a Fastly public-ip-list document"),
+        ("oci_ip_ranges", '{"regions": [{"cidrs": []}]}', "expected an Oracle Cloud"),
+    ],
+    ids=["array", "empty", "no-prefixes", "not-a-list", "no-cidrs"],
+)
+def test_provider_ranges_wrong_shape(fmt: str, text: str, reason: str) -> None:
+    parsed = parse_feed(fmt, text)
+    assert parsed.entries == ()
+    assert parsed.rejected_count == 1
+    assert reason in parsed.rejected_examples[0]
+
+
+@pytest.mark.parametrize(
+    ("feed", "names", "entries"),
+    [
+        ("threatfox_export", ["threatfox_recent.json"], 5),
+        ("malwarebazaar_recent", ["malwarebazaar_sha256_recent.txt"], 3),
+        ("aws_ip_ranges", ["aws_ip_ranges.json"], 4),
+        ("google_ip_ranges", ["google_cloud.json"], 3),
+        ("cloudflare_ips", ["cloudflare_ips_v4.txt", "cloudflare_ips_v6.txt"], 5),
+        ("fastly_ips", ["fastly_public_ip_list.json"], 3),
+        ("oracle_oci_ranges", ["oci_public_ip_ranges.json"], 3),
+        ("blocklist_de", ["et_compromised.txt"], 3),
+        ("cins_army", ["et_compromised.txt"], 3),
+    ],
+)
+def test_new_feeds_read_their_format(feed: str, names: list[str], entries: int) -> None:
+    spec = FEEDS_BY_NAME[feed]
+    parsed = [parse_feed(spec, fixture(name)) for name in names]
+    assert sum(len(result.entries) for result in parsed) == entries
+    assert all(
+        "is not one of" not in example for result in parsed for example in result.rejected_examples
+    )
+
+
+def test_firehol_level2_drops_non_public() -> None:
+    parsed = parse_feed(FEEDS_BY_NAME["firehol_level2"], fixture("firehol_level1.netset"))
+    assert parsed.dropped_count == 8
+    assert len(parsed.entries) == 4

@@ -94,7 +94,7 @@ async def test_network_hit(store: FeedStore) -> None:
 
 async def test_feodo_metadata(store: FeedStore) -> None:
     result = await lookup(store, "feodo", IndicatorType.IPV4, "198.51.100.21")
-    assert result.confidence == 60
+    assert result.confidence == 80
     assert result.tags == ("pikabot",)
     assert result.categories == ("botnet_c2",)
     assert result.last_seen == datetime(2024, 2, 20, tzinfo=UTC)

@@ -37,7 +37,11 @@ _NO_META = EntryMeta()
 # five lists (confidence 80) score 72: malicious at the default threshold.
 _IPSUM_CONFIDENCE = {1: 20, 2: 35, 3: 50, 4: 65, 5: 80, 6: 85, 7: 88, 8: 90}
 _IPSUM_MAX_CONFIDENCE = 95
-_FEODO_OFFLINE_CONFIDENCE = 60
+# Feodo Tracker marks a C2 offline when it stops responding, but the list
+# keeps only recent C2 servers, which were dedicated to a botnet. So an
+# offline entry stays strong: with the feed's weight of 0.9, confidence 80
+# scores 72, malicious at the default threshold of 70.
+_FEODO_OFFLINE_CONFIDENCE = 80
 
 
 class FeedEntry(NamedTuple):
@@ -433,6 +437,279 @@ def parse_misp_warninglist(text: str, report: ParseReport) -> Iterator[FeedEntry
         yield entry.with_meta(meta)
 
 
+def parse_hash_list(text: str, report: ParseReport) -> Iterator[FeedEntry]:
+    """Parse one MD5, SHA-1, SHA-256 or SHA-512 hash per line (MalwareBazaar exports)."""
+    for number, line in _lines(text):
+        hashed = normalise_hash(line.split(None, 1)[0])
+        if hashed is None:
+            report.reject(f"line {number}", line, "not an MD5, SHA-1, SHA-256 or SHA-512 hash")
+            continue
+        yield FeedEntry(hashed[1], hashed[0])
+
+
+# ThreatFox threat types (https://threatfox.abuse.ch/api/#types) as iocscope
+# categories and as words for the summary.
+_THREATFOX_THREATS = {
+    "botnet_cc": ("botnet_c2", "botnet C2"),
+    "payload_delivery": ("malware_distribution", "payload delivery"),
+    "payload": ("malware", "payload"),
+}
+_THREATFOX_CSV_COLUMNS = (
+    "first_seen_utc",
+    "ioc_id",
+    "ioc_value",
+    "ioc_type",
+    "threat_type",
+    "fk_malware",
+    "malware_alias",
+    "malware_printable",
+    "last_seen_utc",
+    "confidence_level",
+    "reference",
+    "tags",
+    "anonymous",
+    "reporter",
+)
+_MAX_FEED_TAGS = 8
+
+
+def _strip_port(text: str) -> str:
+    """Return the address of ``address:port``, ``[v6]:port`` or a bare address."""
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    if _ip_entry(text) is not None:
+        return text
+    return text.rpartition(":")[0]
+
+
+def _threatfox_value(ioc_type: str, value: str) -> FeedEntry | None:
+    """Return the entry of one ThreatFox IOC by its ``ioc_type``; None when invalid."""
+    if ioc_type == "ip:port":
+        return _ip_entry(_strip_port(value))
+    if ioc_type == "domain":
+        domain = normalise_domain(value)
+        return FeedEntry(domain, IndicatorType.DOMAIN) if domain else None
+    if ioc_type == "url":
+        url = normalise_url(value) if "://" in value else None
+        return FeedEntry(url, IndicatorType.URL) if url else None
+    if ioc_type.endswith("_hash"):
+        hashed = normalise_hash(value)
+        return FeedEntry(hashed[1], hashed[0]) if hashed else None
+    return None
+
+
+def _threatfox_time(value: Any) -> datetime | None:
+    # ThreatFox writes "2024-05-01 10:00:00 UTC"; the suffix is not ISO 8601.
+    return _utc(value.removesuffix(" UTC")) if isinstance(value, str) else None
+
+
+def _threatfox_confidence(value: Any) -> int | None:
+    text = str(value).strip() if isinstance(value, int | str) else ""
+    return min(100, int(text)) if text.isascii() and text.isdigit() else None
+
+
+def _threatfox_tags(record: dict[str, Any]) -> tuple[str, ...]:
+    raw = record.get("tags")
+    tags: list[Any] = []
+    if isinstance(raw, str):
+        tags = raw.split(",")
+    elif isinstance(raw, list):
+        tags = raw
+    names = [record.get("malware_printable"), *tags]
+    cleaned = (str(name).strip().lower() for name in names if isinstance(name, str))
+    return tuple(dict.fromkeys(tag for tag in cleaned if tag and tag != "none"))[:_MAX_FEED_TAGS]
+
+
+def _threatfox_entry(record: dict[str, Any], ioc_id: str = "") -> FeedEntry | None:
+    """Build an entry from one ThreatFox record (export or API keys)."""
+    value = record.get("ioc_value", record.get("ioc"))
+    ioc_type = record.get("ioc_type")
+    if not isinstance(value, str) or not isinstance(ioc_type, str):
+        return None
+    entry = _threatfox_value(ioc_type.strip().lower(), value.strip())
+    if entry is None:
+        return None
+    category, threat = _THREATFOX_THREATS.get(str(record.get("threat_type")), ("malware", "IOC"))
+    malware = record.get("malware_printable")
+    malware_name = malware.strip() if isinstance(malware, str) and malware.strip() else "malware"
+    port = value.rpartition(":")[2] if ioc_type == "ip:port" else ""
+    ioc_id = ioc_id or str(record.get("ioc_id", record.get("id", ""))).strip()
+    meta = EntryMeta(
+        confidence=_threatfox_confidence(record.get("confidence_level")),
+        category=category,
+        tags=_threatfox_tags(record),
+        first_seen=_threatfox_time(record.get("first_seen_utc", record.get("first_seen"))),
+        last_seen=_threatfox_time(record.get("last_seen_utc", record.get("last_seen"))),
+        detail=f"{malware_name} {threat}" + (f" on port {port}" if port.isdigit() else ""),
+        reference=f"https://threatfox.abuse.ch/ioc/{ioc_id}/" if ioc_id.isdigit() else None,
+    )
+    return entry.with_meta(meta)
+
+
+def _threatfox_records(document: Any) -> Iterator[tuple[str, Any]]:
+    """Yield (IOC id, record) from the export (id -> [records]), an API response or a list."""
+    if isinstance(document, dict) and isinstance(document.get("data"), list):
+        document = document["data"]
+    if isinstance(document, list):
+        yield from (("", record) for record in document)
+        return
+    for ioc_id, records in document.items():
+        for record in records if isinstance(records, list) else [records]:
+            yield str(ioc_id), record
+
+
+def _parse_threatfox_json(text: str, report: ParseReport) -> Iterator[FeedEntry]:
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        report.reject("document", text[:60], f"not valid JSON: {exc}")
+        return
+    if not isinstance(document, dict | list):
+        report.reject("document", text[:60], "expected a JSON object of IOC records")
+        return
+    for number, (ioc_id, record) in enumerate(_threatfox_records(document), 1):
+        entry = _threatfox_entry(record, ioc_id) if isinstance(record, dict) else None
+        if entry is None:
+            report.reject(f"record {number}", str(record), "not an IOC of a known ioc_type")
+            continue
+        yield entry
+
+
+def _parse_threatfox_csv(text: str, report: ParseReport) -> Iterator[FeedEntry]:
+    for number, line in _lines(text):
+        try:
+            fields = next(csv.reader([line], skipinitialspace=True), [])
+        except csv.Error:
+            fields = []
+        if len(fields) < 5:
+            report.reject(f"line {number}", line, "expected a ThreatFox CSV row of 14 columns")
+            continue
+        record = dict(zip(_THREATFOX_CSV_COLUMNS, fields, strict=False))
+        entry = _threatfox_entry(record)
+        if entry is None:
+            report.reject(f"line {number}", line, "not an IOC of a known ioc_type")
+            continue
+        yield entry
+
+
+def parse_threatfox(text: str, report: ParseReport) -> Iterator[FeedEntry]:
+    """Parse a ThreatFox export, JSON or CSV: ip:port, domain, url and hash IOCs.
+
+    The port of an ``ip:port`` IOC is dropped (iocscope matches addresses)
+    and kept in the summary. ``confidence_level`` becomes the entry's
+    confidence, ``malware_printable`` and ``tags`` its tags.
+    """
+    if text.lstrip()[:1] in ("{", "["):
+        return _parse_threatfox_json(text, report)
+    return _parse_threatfox_csv(text, report)
+
+
+# One published prefix: where it sits in the document, the raw value and a
+# detail for the summary (service and region).
+_Prefix = tuple[str, Any, str]
+
+
+def _load_object(text: str, report: ParseReport, expected: str) -> dict[str, Any] | None:
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        report.reject("document", text[:60], f"not valid JSON: {exc}")
+        return None
+    if not isinstance(document, dict):
+        report.reject("document", text[:60], f"expected {expected}")
+        return None
+    return document
+
+
+def _items(document: dict[str, Any], key: str) -> list[Any]:
+    items = document.get(key)
+    return items if isinstance(items, list) else []
+
+
+def _joined(*parts: Any) -> str:
+    return " in ".join(part for part in parts if isinstance(part, str) and part)
+
+
+def _aws_prefixes(document: dict[str, Any]) -> Iterator[_Prefix]:
+    for key, field_name in (("prefixes", "ip_prefix"), ("ipv6_prefixes", "ipv6_prefix")):
+        for number, item in enumerate(_items(document, key), 1):
+            record = item if isinstance(item, dict) else {}
+            detail = _joined(record.get("service"), record.get("region"))
+            yield f"{key}[{number}]", record.get(field_name, item), detail
+
+
+def _google_prefixes(document: dict[str, Any]) -> Iterator[_Prefix]:
+    for number, item in enumerate(_items(document, "prefixes"), 1):
+        record = item if isinstance(item, dict) else {}
+        value = record.get("ipv4Prefix", record.get("ipv6Prefix", item))
+        yield f"prefixes[{number}]", value, _joined(record.get("service"), record.get("scope"))
+
+
+def _fastly_prefixes(document: dict[str, Any]) -> Iterator[_Prefix]:
+    for key in ("addresses", "ipv6_addresses"):
+        for number, item in enumerate(_items(document, key), 1):
+            yield f"{key}[{number}]", item, ""
+
+
+def _oci_prefixes(document: dict[str, Any]) -> Iterator[_Prefix]:
+    for region_number, raw_region in enumerate(_items(document, "regions"), 1):
+        region = raw_region if isinstance(raw_region, dict) else {}
+        for number, item in enumerate(_items(region, "cidrs"), 1):
+            record = item if isinstance(item, dict) else {}
+            tags = record.get("tags")
+            services = "/".join(map(str, tags)) if isinstance(tags, list) else ""
+            detail = _joined(services, region.get("region"))
+            yield f"regions[{region_number}].cidrs[{number}]", record.get("cidr", item), detail
+
+
+def _parse_prefixes(
+    text: str,
+    report: ParseReport,
+    walk: Callable[[dict[str, Any]], Iterator[_Prefix]],
+    expected: str,
+) -> Iterator[FeedEntry]:
+    """Parse a provider's JSON list of address ranges with the document walker ``walk``."""
+    document = _load_object(text, report, expected)
+    if document is None:
+        return
+    metas: dict[str, EntryMeta] = {}
+    found = False
+    for where, value, detail in walk(document):
+        found = True
+        entry = _ip_entry(value.strip()) if isinstance(value, str) else None
+        if entry is None:
+            report.reject(where, str(value), "not an IP network")
+            continue
+        meta = metas.get(detail) or metas.setdefault(detail, EntryMeta(detail=detail))
+        yield entry.with_meta(meta)
+    if not found:
+        report.reject("document", text[:60], f"expected {expected}")
+
+
+def parse_aws_ip_ranges(text: str, report: ParseReport) -> Iterator[FeedEntry]:
+    """Parse AWS ``ip-ranges.json``: ``prefixes[].ip_prefix``, ``ipv6_prefixes[].ipv6_prefix``."""
+    expected = "an AWS ip-ranges.json document with 'prefixes'"
+    return _parse_prefixes(text, report, _aws_prefixes, expected)
+
+
+def parse_google_ip_ranges(text: str, report: ParseReport) -> Iterator[FeedEntry]:
+    """Parse Google ``cloud.json`` or ``goog.json``: ``prefixes[].ipv4Prefix/ipv6Prefix``."""
+    expected = "a Google cloud.json or goog.json document with 'prefixes'"
+    return _parse_prefixes(text, report, _google_prefixes, expected)
+
+
+def parse_fastly_ip_list(text: str, report: ParseReport) -> Iterator[FeedEntry]:
+    """Parse Fastly's ``public-ip-list``: the ``addresses`` and ``ipv6_addresses`` arrays."""
+    expected = "a Fastly public-ip-list document with 'addresses'"
+    return _parse_prefixes(text, report, _fastly_prefixes, expected)
+
+
+def parse_oci_ip_ranges(text: str, report: ParseReport) -> Iterator[FeedEntry]:
+    """Parse Oracle Cloud ``public_ip_ranges.json``: ``regions[].cidrs[].cidr``."""
+    expected = "an Oracle Cloud public_ip_ranges.json document with 'regions'"
+    return _parse_prefixes(text, report, _oci_prefixes, expected)
+
+
 FORMATS: dict[str, FeedFormat] = {
     fmt.name: fmt
     for fmt in (
@@ -453,6 +730,12 @@ FORMATS: dict[str, FeedFormat] = {
             parse_misp_warninglist,
             "a MISP warning list JSON document with 'type' and 'list'",
         ),
+        FeedFormat("hash_list", parse_hash_list, "one MD5, SHA-1, SHA-256 or SHA-512 per line"),
+        FeedFormat("threatfox", parse_threatfox, "a ThreatFox export as JSON or CSV"),
+        FeedFormat("aws_ip_ranges", parse_aws_ip_ranges, "AWS ip-ranges.json"),
+        FeedFormat("google_ip_ranges", parse_google_ip_ranges, "Google cloud.json or goog.json"),
+        FeedFormat("fastly_ip_list", parse_fastly_ip_list, "Fastly public-ip-list JSON"),
+        FeedFormat("oci_ip_ranges", parse_oci_ip_ranges, "Oracle Cloud public_ip_ranges.json"),
     )
 }
 
