@@ -177,3 +177,14 @@ async def test_no_source_for_type_says_so() -> None:
         "no enabled source answers domain indicators; "
         "run `iocscope sources` to see which sources are off and why",
     )
+
+
+async def test_weak_benign_hint_still_asks_api_sources() -> None:
+    cloud = ScriptedSource(
+        meta("cloud_ranges", SourceKind.FEED, weight=0.4, benign_only=True), benign=True
+    )
+    api = ScriptedSource(meta("api"), flagged=True)
+    enrichment = await engine_for(cloud, api).enrich_value("203.0.114.9")
+    asked = next(r for r in enrichment.results if r.source == "api")
+    assert api.calls == ["203.0.114.9"]
+    assert asked.flagged

@@ -20,7 +20,7 @@ from iocscope.engine.allowlist import Allowlist
 from iocscope.engine.cache import ResultCache, ttl_for_source
 from iocscope.engine.limits import Limiter
 from iocscope.engine.model import Assessment, Enrichment, Verdict
-from iocscope.engine.scoring import assess
+from iocscope.engine.scoring import assess, source_weight
 from iocscope.errors import RateLimitedError, SourceError, SourceTimeoutError
 from iocscope.indicators.model import Indicator, IndicatorType, Scope
 from iocscope.indicators.parse import parse_indicator
@@ -110,7 +110,7 @@ class Engine:
         local = [source for source in eligible if source.meta.kind is not SourceKind.API]
         remote = [source for source in eligible if source.meta.kind is SourceKind.API]
         results = list(await asyncio.gather(*(self._call(s, indicator) for s in local)))
-        benign_by = [r.source for r in results if r.benign and r.status is Status.OK]
+        benign_by = [r.source for r in results if self._is_strong_hint(r)]
         cached: list[str] = []
         if benign_by:
             # A well-known benign listing answers the question without spending quota.
@@ -124,6 +124,14 @@ class Engine:
             if from_cache:
                 cached.append(result.source)
         return results, cached
+
+    def _is_strong_hint(self, result: SourceResult) -> bool:
+        # Only a strong allowlist (public resolvers, empty-file hashes) answers
+        # the question; a cloud or CDN range still needs the API sources.
+        if not result.benign or result.status is not Status.OK:
+            return False
+        weight = source_weight(result.source, self._metas, self._settings.scoring)
+        return weight >= self._settings.scoring.strong_weight
 
     async def _call_remote(self, source: Source, indicator: Indicator) -> tuple[SourceResult, bool]:
         name = source.meta.name

@@ -214,6 +214,8 @@ def _apply_rules(
             f"{settings.strong_weight:g}), so the score stays at {below_suspicious} or less"
         )
     elif evidence.hints and len(strong) == 1 and score > below_malicious:
+        # Shared infrastructure (cloud, CDN, resolvers) is not malicious on one
+        # source's word, however strong; a second strong source can still make it so.
         score = below_malicious
         notes.append(
             f"benign hint limits the verdict to suspicious while only one strong source "
