@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from iocscope.api.auth import (
     KeyStore,
     add_key,
     check_name,
+    keys_file_lock,
+    lock_path,
     read_keys,
     revoke_key,
     split_key,
@@ -224,3 +228,64 @@ def test_written_file_is_versioned_json(tmp_path: Path) -> None:
     assert document["version"] == 1
     assert document["keys"][0]["rate_per_minute"] == 30
     assert not any(name.startswith(".") for name in os.listdir(tmp_path))
+
+
+# Each worker process adds COUNT keys named <prefix>-<n> with the real add_key.
+ADD_SCRIPT = """
+import sys
+from pathlib import Path
+from iocscope.api.auth import add_key
+
+path, prefix, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for number in range(count):
+    add_key(path, f"{prefix}-{number}")
+"""
+
+
+def test_parallel_adds_keep_every_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    workers, count = 4, 15
+    processes = [
+        subprocess.Popen([sys.executable, "-c", ADD_SCRIPT, str(path), f"w{worker}", str(count)])
+        for worker in range(workers)
+    ]
+    codes = [process.wait(timeout=120) for process in processes]
+    names = sorted(record.name for record in read_keys(path))
+    assert codes == [0] * workers
+    assert names == sorted(f"w{w}-{n}" for w in range(workers) for n in range(count))
+
+
+def test_lock_file_sits_next_to_keys(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    add_key(path, "soc")
+    assert lock_path(path) == tmp_path / "keys.json.lock"
+    assert stat.S_IMODE(lock_path(path).stat().st_mode) == 0o600
+
+
+def test_held_lock_times_out(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    with keys_file_lock(path), pytest.raises(ConfigError) as caught, keys_file_lock(path, 0):
+        pass
+    assert str(caught.value) == (
+        f"another process has held {tmp_path / 'keys.json.lock'} for over 0 s: "
+        "wait for the other iocscope keys command to finish, then retry"
+    )
+
+
+def test_lock_is_free_after_block(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    with keys_file_lock(path):
+        pass
+    with keys_file_lock(path, 0):
+        pass
+    assert add_key(path, "soc").record.name == "soc"
+
+
+def test_lock_in_unusable_folder_fails(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("")
+    path = tmp_path / "plain" / "keys.json"
+    with pytest.raises(ConfigError) as caught, keys_file_lock(path):
+        pass
+    assert str(caught.value) == (
+        f"cannot open the lock file {tmp_path / 'plain' / 'keys.json.lock'}: File exists"
+    )

@@ -89,3 +89,48 @@ def test_provider_text_is_not_html(browser: object, live_url: str, live_env: Api
     assert page.locator("article.result img").count() == 0
     assert page.locator("article.result h2").text_content() == "<img/src=x/onerror=alert(1)>"
     page.close()
+
+
+def test_docs_page_stays_on_host(browser: object, live_url: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    requested: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    def record_console(message: object) -> None:
+        # Chromium reports Content-Security-Policy violations as console errors.
+        if message.type == "error":  # type: ignore[attr-defined]
+            errors.append(message.text)  # type: ignore[attr-defined]
+
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", record_console)
+    page.goto(live_url + "/docs")
+    page.wait_for_selector(".opblock-summary-path")
+    paths = page.locator(".opblock-summary-path").all_text_contents()
+    assert "/v1/ioc/enrich" in paths
+    assert "/v1/sources" in paths
+    assert live_url + "/docs/assets/swagger-ui-bundle.js" in requested
+    assert live_url + "/openapi.json" in requested
+    assert [url for url in requested if not url.startswith(live_url + "/")] == []
+    assert live_url.startswith("http://127.0.0.1:")
+    assert errors == []
+    page.close()
+
+
+def test_docs_try_it_out_with_key(browser: object, live_url: str, live_env: ApiEnv) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(live_url + "/docs")
+    page.click("button.authorize")
+    page.locator(".auth-container input").first.fill(live_env.key)
+    page.locator(".auth-container button.authorize").first.click()
+    page.click("button.btn-done")
+    operation = page.locator(".opblock").filter(
+        has=page.locator(".opblock-summary-path", has_text="/v1/sources")
+    )
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table tbody .response-col_status")
+    status.wait_for()
+    assert status.text_content() == "200"
+    page.close()

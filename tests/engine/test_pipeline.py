@@ -81,7 +81,7 @@ async def test_slow_source_times_out() -> None:
     enrichment = await engine_for(slow, settings=settings).enrich_value("203.0.114.9")
     result = enrichment.results[0]
     assert result.status is Status.ERROR
-    assert result.error == "slow: no answer within 0.05 s"
+    assert result.error == "slow: timed out after 0.05 s"
 
 
 async def test_unexpected_exception_is_contained() -> None:

@@ -30,6 +30,7 @@ from iocscope.api.auth import KeyStore
 from iocscope.api.limits import BodySizeLimit, KeyRateLimiter
 from iocscope.api.metrics import Metrics, MetricsMiddleware
 from iocscope.api.middleware import ErrorBoundary, SecurityHeaders, error_response
+from iocscope.api.routes_docs import mount_docs
 from iocscope.api.services import API_KEY_HEADER, Services
 from iocscope.api.settings import ApiSettings, api_settings
 from iocscope.config import Settings
@@ -96,6 +97,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=routes_page.STATIC_DIR), name="static")
+    mount_docs(app)
     _add_middleware(app, api, metrics)
     return app
 

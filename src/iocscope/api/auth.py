@@ -7,13 +7,18 @@ enough here because the secret is 32 random bytes from ``secrets``: nothing
 short of the key itself can be guessed, and a slow hash would cost every
 request the same delay.
 
-The keys file is JSON, written atomically with mode 0600. The server checks
-its modification time on each request and rereads it when it changed, so
-``iocscope keys revoke`` takes effect without a restart.
+The keys file is JSON, written atomically with mode 0600. ``add_key`` and
+``revoke_key`` hold an exclusive ``flock`` on ``<keys file>.lock`` from the
+read to the write, so two ``iocscope keys`` commands run at the same moment
+cannot lose each other's change. The server checks the file's modification
+time on each request and rereads it when it changed, so ``iocscope keys
+revoke`` takes effect without a restart.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import hmac
 import logging
@@ -23,7 +28,9 @@ import secrets
 import stat
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +47,10 @@ FILE_VERSION = 1
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SALT_BYTES = 16
 _SECRET_BYTES = 32
+# A keys command holds the lock for one read and one fsync'd write, so a wait
+# longer than this means a stuck process.
+LOCK_TIMEOUT = 10.0
+_LOCK_POLL = 0.02
 
 Clock = Callable[[], datetime]
 
@@ -192,28 +203,32 @@ def check_name(name: str) -> str:
 def add_key(
     path: Path, name: str, rate_per_minute: float | None = None, clock: Clock = utcnow
 ) -> NewKey:
-    """Create a key called ``name`` and store its digest; the plaintext is returned once."""
+    """Create a key called ``name`` and store its digest; the plaintext is returned once.
+
+    The read and the write happen under ``keys_file_lock``.
+    """
     check_name(name)
-    records = read_keys(path)
-    if any(record.name == name and record.active for record in records):
-        raise ConfigError(
-            f"an active API key named {name!r} exists: revoke it or pick another name"
-        )
-    existing = {record.key_id for record in records}
-    key_id = secrets.token_hex(6)
-    while key_id in existing:
+    with keys_file_lock(path):
+        records = read_keys(path)
+        if any(record.name == name and record.active for record in records):
+            raise ConfigError(
+                f"an active API key named {name!r} exists: revoke it or pick another name"
+            )
+        existing = {record.key_id for record in records}
         key_id = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(_SECRET_BYTES)
-    salt = secrets.token_bytes(_SALT_BYTES)
-    record = KeyRecord(
-        key_id=key_id,
-        name=name,
-        salt=salt.hex(),
-        digest=hash_secret(salt, secret),
-        created=clock().isoformat(timespec="seconds"),
-        rate_per_minute=rate_per_minute,
-    )
-    write_keys(path, [*records, record])
+        while key_id in existing:
+            key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(_SECRET_BYTES)
+        salt = secrets.token_bytes(_SALT_BYTES)
+        record = KeyRecord(
+            key_id=key_id,
+            name=name,
+            salt=salt.hex(),
+            digest=hash_secret(salt, secret),
+            created=clock().isoformat(timespec="seconds"),
+            rate_per_minute=rate_per_minute,
+        )
+        write_keys(path, [*records, record])
     logger.info("added API key %s (%s) to %s", key_id, name, path)
     return NewKey(record, f"{KEY_PREFIX}_{key_id}_{secret}")
 
@@ -222,17 +237,65 @@ def revoke_key(path: Path, name_or_id: str, clock: Clock = utcnow) -> KeyRecord:
     """Mark the active key with this name or id revoked and return it.
 
     The record stays in the file, so ``keys list`` still shows when the key
-    was revoked. Raises ConfigError when no active key matches.
+    was revoked. The read and the write happen under ``keys_file_lock``.
+    Raises ConfigError when no active key matches.
     """
-    records = read_keys(path)
-    for position, record in enumerate(records):
-        if record.active and name_or_id in (record.name, record.key_id):
-            revoked = replace(record, revoked=clock().isoformat(timespec="seconds"))
-            records[position] = revoked
-            write_keys(path, records)
-            logger.info("revoked API key %s (%s) in %s", record.key_id, record.name, path)
-            return revoked
+    with keys_file_lock(path):
+        records = read_keys(path)
+        for position, record in enumerate(records):
+            if record.active and name_or_id in (record.name, record.key_id):
+                revoked = replace(record, revoked=clock().isoformat(timespec="seconds"))
+                records[position] = revoked
+                write_keys(path, records)
+                logger.info("revoked API key %s (%s) in %s", record.key_id, record.name, path)
+                return revoked
     raise ConfigError(f"no active API key named {name_or_id!r} in {path}: see iocscope keys list")
+
+
+def lock_path(path: Path) -> Path:
+    """Return the lock file of the keys file ``path``: the same name plus ``.lock``."""
+    return path.with_name(f"{path.name}.lock")
+
+
+@contextmanager
+def keys_file_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the lock file of ``path`` for the block.
+
+    A separate lock file is needed because ``write_keys`` replaces the keys
+    file, and a lock on the replaced inode would not exclude the next writer.
+    Raises ConfigError when the lock file cannot be opened or another process
+    holds the lock for longer than ``timeout`` seconds.
+    """
+    target = lock_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot open the lock file {target}: {exc.strerror}") from exc
+    try:
+        _acquire(descriptor, target, timeout)
+        yield
+    finally:
+        # Closing the descriptor releases the lock.
+        os.close(descriptor)
+
+
+def _acquire(descriptor: int, target: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise ConfigError(f"cannot lock {target}: {exc.strerror}") from exc
+        else:
+            return
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                f"another process has held {target} for over {timeout:g} s: "
+                "wait for the other iocscope keys command to finish, then retry"
+            )
+        time.sleep(_LOCK_POLL)
 
 
 class KeyStore:

@@ -22,20 +22,12 @@ logger = logging.getLogger(__name__)
 REQUEST_ID_KEY = "iocscope.request_id"
 REQUEST_ID_HEADER = "X-Request-ID"
 
-# The analyst page and the API load nothing from other origins.
+# The analyst page, the docs page and the API load nothing from other origins.
 STRICT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )
-# Swagger UI at /docs is the one page that loads assets from a CDN
-# (jsDelivr, as FastAPI does by default), and it styles itself inline.
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-DOCS_PATHS = frozenset({"/docs"})
 
 _CODES = {
     400: "bad_request",
@@ -133,9 +125,8 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = DOCS_CSP if scope["path"] in DOCS_PATHS else STRICT_CSP
         extra = [
-            (b"content-security-policy", policy.encode()),
+            (b"content-security-policy", STRICT_CSP.encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
             (b"referrer-policy", b"no-referrer"),

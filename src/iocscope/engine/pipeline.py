@@ -143,7 +143,7 @@ class Engine:
         key = (name, indicator.type.value, indicator.value)
         pending = self._in_flight.get(key)
         if pending is not None:
-            # An identical lookup is already running: share its answer.
+            # An identical lookup is already running, so wait for its result.
             return await asyncio.shield(pending), False
         future: asyncio.Future[SourceResult] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
@@ -187,7 +187,7 @@ class Engine:
         try:
             return await asyncio.wait_for(source.lookup(indicator), timeout)
         except TimeoutError:
-            error: SourceError = SourceTimeoutError(meta.name, f"no answer within {timeout:g} s")
+            error: SourceError = SourceTimeoutError(meta.name, f"timed out after {timeout:g} s")
             return self._record_error(error)
         except RateLimitedError as exc:
             self.stats.source_errors[meta.name] += 1

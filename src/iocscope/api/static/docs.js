@@ -5,4 +5,6 @@ window.ui = window.SwaggerUIBundle({
   url: "/openapi.json",
   dom_id: "#swagger-ui",
   deepLinking: true,
+  // No badge that would send the document to the public online validator.
+  validatorUrl: null,
 });
