@@ -178,6 +178,10 @@ class Settings(_Strict):
     # benign by decision of the operator: no source is asked about them.
     allowlist: tuple[str, ...] = ()
     concurrency: int = Field(default=16, ge=1, le=256)
+    # A source that fails this many times in a row is not called for
+    # circuit_cooldown seconds (doubling while it keeps failing, up to 15 min).
+    circuit_threshold: int = Field(default=5, ge=1, le=1000)
+    circuit_cooldown: float = Field(default=60.0, gt=0, le=900)
 
     @field_validator("data_dir")
     @classmethod
@@ -209,9 +213,8 @@ def load_settings(explicit: Path | None = None) -> Settings:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(
-            f"configuration file {path} not found: create it or unset {CONFIG_ENV}"
-        ) from exc
+        fix = "fix the --config option" if explicit is not None else f"unset {CONFIG_ENV}"
+        raise ConfigError(f"configuration file {path} not found: create it or {fix}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:

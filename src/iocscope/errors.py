@@ -16,7 +16,8 @@ into an exit code.
         ├── AuthenticationError    the key was rejected (401/403)
         ├── RateLimitedError       429 or a local limit; carries retry_after
         ├── QuotaExceededError     the daily budget is spent
-        └── BadResponseError       5xx, HTML instead of JSON, schema drift
+        ├── BadResponseError       5xx, HTML instead of JSON, schema drift
+        └── ConnectionFailedError  no connection: DNS failure, refused, unreachable
 """
 
 from __future__ import annotations
@@ -81,3 +82,7 @@ class BadResponseError(SourceError):
 
 class SourceUnavailableError(IocscopeError):
     """A source cannot be built: its key is missing, its feed is not synced, or it is disabled."""
+
+
+class ConnectionFailedError(SourceError):
+    """No connection to the provider was made, so the call cost no quota."""

@@ -27,6 +27,7 @@ def meta(
         weight=weight,
         timeout=2.0,
         benign_only=benign_only,
+        offline=kind is SourceKind.FEED,
     )
 
 

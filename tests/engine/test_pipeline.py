@@ -13,7 +13,7 @@ from iocscope.engine.cache import ResultCache
 from iocscope.engine.limits import Limiter
 from iocscope.engine.model import Verdict
 from iocscope.engine.pipeline import Engine
-from iocscope.errors import RateLimitedError
+from iocscope.errors import ConnectionFailedError, RateLimitedError
 from iocscope.indicators.model import IndicatorType
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.registry import SourceState
@@ -188,3 +188,40 @@ async def test_weak_benign_hint_still_asks_api_sources() -> None:
     asked = next(r for r in enrichment.results if r.source == "api")
     assert api.calls == ["203.0.114.9"]
     assert asked.flagged
+
+
+async def test_failing_source_circuit_opens() -> None:
+    settings = settings_from_mapping({"circuit_threshold": 3, "circuit_cooldown": 60})
+    source = failing("api")
+    engine = engine_for(source, settings=settings)
+    for number in range(6):
+        enrichment = await engine.enrich_value(f"203.0.114.{number + 1}")
+    assert len(source.calls) == 3
+    assert engine.circuit_state("api").value == "open"
+    assert enrichment.results[0].status is Status.ERROR
+    assert enrichment.results[0].error is not None
+    assert "not called after 3 failures in a row" in enrichment.results[0].error
+
+
+async def test_unreachable_provider_costs_no_budget(tmp_path: Path) -> None:
+    settings = settings_from_mapping({"sources": {"api": {"daily_budget": 10}}})
+    source = ScriptedSource(meta("api"), error=ConnectionFailedError("api", "name not known"))
+    limiter = Limiter(tmp_path / "limits.sqlite3")
+    engine = engine_for(source, settings=settings, limiter=limiter)
+    await engine.enrich_value("203.0.114.9")
+    await engine.enrich_value("203.0.114.10")
+    left = limiter.budget_left("api", 10)
+    limiter.close()
+    assert len(source.calls) == 2
+    assert left == 10
+
+
+async def test_outage_logged_sparingly(caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_from_mapping({"circuit_threshold": 1000})
+    engine = engine_for(failing("api"), settings=settings)
+    with caplog.at_level("WARNING", logger="iocscope.engine.pipeline"):
+        for number in range(25):
+            await engine.enrich_value(f"203.0.114.{number + 1}")
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2
+    assert lines[1].startswith("source api degraded (10 failures so far)")

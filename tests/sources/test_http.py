@@ -21,6 +21,7 @@ from iocscope.config import Settings, SourceSettings
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
+    ConnectionFailedError,
     QuotaExceededError,
     RateLimitedError,
     SourceError,
@@ -532,7 +533,7 @@ def closed_port() -> int:
 async def test_connection_refused(client: httpx.AsyncClient, sleep: RecordedSleep) -> None:
     port = closed_port()
 
-    with pytest.raises(BadResponseError) as info:
+    with pytest.raises(ConnectionFailedError) as info:
         await request_json(
             client, "replay", "GET", f"http://127.0.0.1:{port}/x", timeout=2.0, sleep=sleep
         )

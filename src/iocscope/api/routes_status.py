@@ -65,17 +65,18 @@ async def metrics(services: ServicesDep, key: KeyDep) -> Response:
 async def sources(services: ServicesDep, key: KeyDep) -> JsonResponse:
     """List every source with its state, today's usage and the budget left.
 
-    ``circuit`` is ``open`` for a disabled source and ``closed`` otherwise:
-    there is no circuit breaker yet that opens on repeated failures.
+    ``circuit`` is ``open`` for a disabled source and for a source the
+    engine stopped calling after repeated failures, ``half_open`` while its
+    cool-down is over and the next call is a trial, and ``closed`` otherwise.
     """
     return JsonResponse({"sources": [_source_status(services, s) for s in services.runtime.states]})
 
 
 def _source_status(services: Services, state: SourceState) -> dict[str, Any]:
     meta = state.meta
-    configured = services.runtime.settings.source(meta.name)
-    rate = configured.rate_per_minute or meta.rate_per_minute
-    budget = configured.daily_budget if configured.daily_budget is not None else meta.daily_budget
+    engine = services.runtime.engine
+    rate, budget = engine.limits_for(meta)
+    circuit = engine.circuit_state(meta.name).value if state.enabled else "open"
     status: dict[str, Any] = {
         "name": meta.name,
         "title": meta.title,
@@ -84,7 +85,7 @@ def _source_status(services: Services, state: SourceState) -> dict[str, Any]:
         "needs_key": meta.needs_key,
         "enabled": state.enabled,
         "state": state.reason,
-        "circuit": "closed" if state.enabled else "open",
+        "circuit": circuit,
         "rate_per_minute": rate,
         "daily_budget": budget,
         "budget_left": None,

@@ -233,7 +233,7 @@ class SourceStatus(BaseModel):
     needs_key: bool
     enabled: bool
     state: str
-    circuit: Literal["closed", "open"]
+    circuit: Literal["closed", "open", "half_open"]
     rate_per_minute: float | None
     daily_budget: int | None
     budget_left: int | None

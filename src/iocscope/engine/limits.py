@@ -148,6 +148,32 @@ class Limiter:
                 retry_after=1.0,
             ) from exc
 
+    def refund(self, source: str) -> None:
+        """Take back the last recorded call of ``source``: it never reached the provider.
+
+        Use it when no connection was made (a failed name lookup, a refused
+        connection), so that an unreachable provider does not spend the budget.
+        """
+        now = self._clock()
+        day = utc_day(now)
+
+        def take_back(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "DELETE FROM calls WHERE rowid = "
+                "(SELECT rowid FROM calls WHERE source = ? ORDER BY at DESC LIMIT 1)",
+                (source,),
+            )
+            connection.execute(
+                "UPDATE daily SET calls = MAX(0, calls - 1) WHERE source = ? AND day = ?",
+                (source, day),
+            )
+
+        try:
+            self._file.write(take_back)
+        except (sqlite3.Error, ConfigError) as exc:
+            # The budget then counts one call too many, which errs on the safe side.
+            logger.warning("cannot refund a call of source %s in %s: %s", source, self.path, exc)
+
     def penalise(self, source: str, retry_after: float) -> None:
         """Refuse calls of ``source`` for ``retry_after`` seconds (at most ``MAX_PAUSE``).
 

@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from iocscope.config import Settings
 from iocscope.engine.allowlist import Allowlist
 from iocscope.engine.cache import ResultCache, ttl_for_source
+from iocscope.engine.circuit import CircuitBreaker, CircuitState
 from iocscope.engine.limits import Limiter
 from iocscope.engine.model import Assessment, Enrichment, Verdict
 from iocscope.engine.scoring import assess, source_weight
-from iocscope.errors import RateLimitedError, SourceError, SourceTimeoutError
+from iocscope.errors import (
+    ConnectionFailedError,
+    RateLimitedError,
+    SourceError,
+    SourceTimeoutError,
+)
 from iocscope.indicators.model import Indicator, IndicatorType, Scope
 from iocscope.indicators.parse import parse_indicator
 from iocscope.indicators.scope import ScopePolicy, classify_scope
@@ -62,6 +68,7 @@ class Engine:
         self._metas = {state.meta.name: state.meta for state in states}
         self._cache = cache
         self._limiter = limiter
+        self._circuit = CircuitBreaker(settings.circuit_threshold, settings.circuit_cooldown)
         self._clock = clock
         self._in_flight: dict[tuple[str, str, str], asyncio.Future[SourceResult]] = {}
         self.stats = EngineStats()
@@ -73,6 +80,10 @@ class Engine:
     @property
     def sources(self) -> tuple[Source, ...]:
         return self._sources
+
+    def circuit_state(self, name: str) -> CircuitState:
+        """Return whether the engine currently calls the source ``name``."""
+        return self._circuit.state(name)
 
     async def enrich_value(self, text: str, type_hint: IndicatorType | None = None) -> Enrichment:
         """Parse a value and enrich it; raises InvalidIndicatorError for bad input."""
@@ -107,8 +118,8 @@ class Engine:
 
     async def _ask_sources(self, indicator: Indicator) -> tuple[list[SourceResult], list[str]]:
         eligible = [source for source in self._sources if indicator.type in source.meta.types]
-        local = [source for source in eligible if source.meta.kind is not SourceKind.API]
-        remote = [source for source in eligible if source.meta.kind is SourceKind.API]
+        local = [source for source in eligible if source.meta.offline]
+        remote = [source for source in eligible if not source.meta.offline]
         results = list(await asyncio.gather(*(self._call(s, indicator) for s in local)))
         benign_by = [r.source for r in results if self._is_strong_hint(r)]
         cached: list[str] = []
@@ -168,6 +179,15 @@ class Engine:
 
     async def _call_limited(self, source: Source, indicator: Indicator) -> SourceResult:
         meta = source.meta
+        wait = self._circuit.retry_in(meta.name)
+        if wait is not None:
+            self.stats.source_errors[meta.name] += 1
+            failures = self._circuit.failures(meta.name)
+            message = (
+                f"{meta.name}: not called after {failures} failures in a row; "
+                f"next try in {wait:.0f} s"
+            )
+            return _failed(meta.name, Status.ERROR, message, wait)
         if self._limiter is not None:
             rate, budget = self.limits_for(meta)
             try:
@@ -175,17 +195,46 @@ class Engine:
             except RateLimitedError as exc:
                 self.stats.source_errors[meta.name] += 1
                 return _failed(meta.name, Status.RATE_LIMITED, str(exc), exc.retry_after)
-        result = await self._call(source, indicator)
-        if result.status is Status.RATE_LIMITED and self._limiter is not None:
-            self._limiter.penalise(meta.name, result.retry_after or 60.0)
+        result, unreachable = await self._call_counted(source, indicator)
+        if self._limiter is not None:
+            if result.status is Status.RATE_LIMITED:
+                self._limiter.penalise(meta.name, result.retry_after or 60.0)
+            elif unreachable:
+                # No connection was made, so the provider counted no call.
+                self._limiter.refund(meta.name)
         return result
 
-    async def _call(self, source: Source, indicator: Indicator) -> SourceResult:
+    async def _call_counted(
+        self, source: Source, indicator: Indicator
+    ) -> tuple[SourceResult, bool]:
+        """Call the source and feed its outcome to the circuit breaker.
+
+        The flag is True when the call failed before reaching the provider.
+        """
+        name = source.meta.name
+        try:
+            result = await self._call(source, indicator, reraise_unreachable=True)
+        except ConnectionFailedError as exc:
+            self._circuit.record_failure(name)
+            return self._record_error(exc), True
+        if result.status is Status.ERROR:
+            self._circuit.record_failure(name)
+        elif result.status is Status.OK:
+            self._circuit.record_success(name)
+        return result, False
+
+    async def _call(
+        self, source: Source, indicator: Indicator, *, reraise_unreachable: bool = False
+    ) -> SourceResult:
         meta = source.meta
         timeout = self._settings.source(meta.name).timeout or meta.timeout
         self.stats.source_calls[meta.name] += 1
         try:
             return await asyncio.wait_for(source.lookup(indicator), timeout)
+        except ConnectionFailedError as exc:
+            if reraise_unreachable:
+                raise
+            return self._record_error(exc)
         except TimeoutError:
             error: SourceError = SourceTimeoutError(meta.name, f"timed out after {timeout:g} s")
             return self._record_error(error)
@@ -202,7 +251,13 @@ class Engine:
 
     def _record_error(self, error: SourceError) -> SourceResult:
         self.stats.source_errors[error.source] += 1
-        logger.warning("source %s degraded: %s", error.source, error)
+        count = self.stats.source_errors[error.source]
+        # One line for the 1st, 10th, 100th... failure of a source, so an outage
+        # is visible without a line per lookup.
+        if _is_power_of_ten(count):
+            logger.warning(
+                "source %s degraded (%d failures so far): %s", error.source, count, error
+            )
         return _failed(error.source, Status.ERROR, str(error), None)
 
     def _store(self, meta: SourceMeta, indicator: Indicator, result: SourceResult) -> None:
@@ -233,6 +288,12 @@ class Engine:
 
     def _elapsed_ms(self, started: float) -> float:
         return round((self._clock() - started) * 1000.0, 3)
+
+
+def _is_power_of_ten(count: int) -> bool:
+    while count >= 10 and count % 10 == 0:
+        count //= 10
+    return count == 1
 
 
 def _no_source_for(indicator: Indicator) -> Assessment:

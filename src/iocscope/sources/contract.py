@@ -57,6 +57,9 @@ class SourceMeta:
     reference: str = ""
     licence: str = ""
     benign_only: bool = False  # an allowlist: its hits are benign hints, never flags
+    # Answers from local data (synced feeds, an offline database): no network,
+    # no quota, so no cache, limiter or circuit breaker in front of it.
+    offline: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ META = SourceMeta(
     timeout=1.0,
     reference="https://www.maxmind.com",
     licence="GeoLite2 End User License Agreement (GeoLite2) or a GeoIP2 licence",
+    offline=True,
 )
 
 

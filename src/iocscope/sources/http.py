@@ -28,6 +28,7 @@ from iocscope.config import Settings, SourceSettings
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
+    ConnectionFailedError,
     QuotaExceededError,
     RateLimitedError,
     SourceError,
@@ -272,6 +273,10 @@ async def _send_once(call: _Call, timeout: float, attempt: int) -> tuple[int, An
     except (httpx.TimeoutException, TimeoutError) as exc:
         outcome = "timeout"
         raise _Retryable("timeout", cause=exc) from exc
+    except httpx.ConnectError as exc:
+        host = httpx.URL(call.url).netloc.decode("ascii", "replace")
+        message = f"request to {host} failed ({type(exc).__name__}: {exc})"
+        raise ConnectionFailedError(call.source, message) from exc
     except httpx.TransportError as exc:
         host = httpx.URL(call.url).netloc.decode("ascii", "replace")
         message = f"request to {host} failed ({type(exc).__name__}: {exc})"

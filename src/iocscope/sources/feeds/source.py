@@ -38,6 +38,7 @@ def feed_meta(spec: FeedSpec) -> SourceMeta:
         reference=spec.reference,
         licence=spec.licence,
         benign_only=spec.benign_only,
+        offline=True,
     )
 
 
