@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,22 @@ def test_corpus_alerts_complete(iocscope: Runner, offline: str) -> None:
         record = json.loads(line)
         if not record["public"]:
             assert record["sources"] == []
+
+
+def test_no_alert_at_all_fails(iocscope: Runner, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x00\x01binary\n[1, 2]\nnot json\n")
+    result = iocscope("alerts", str(garbage))
+    assert result.returncode == 1
+    assert "  invalid lines: 3\n" in result.stderr
+    assert "error: no input line is a Wazuh alert in the alerts.json format" in result.stderr
+
+
+def test_reads_from_a_pipe(iocscope: Runner, tmp_path: Path) -> None:
+    fifo = tmp_path / "alerts.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"printf '%s\\n' '{alert('1', '10.0.0.8')}' > {fifo}"])
+    result = iocscope("alerts", str(fifo))
+    writer.wait(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "  alerts read: 1\n" in result.stderr

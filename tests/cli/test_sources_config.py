@@ -85,3 +85,25 @@ def test_verbose_logs_hide_key(iocscope: Runner, tmp_path: Path) -> None:
     assert sent[0].headers["key"] == SECRET
     assert "abuseipdb" in result.stderr
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_config_check_flags_unknown_source(iocscope: Runner, tmp_path: Path) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text("[sources.abusedb]\nenabled = true\n", encoding="utf-8")
+    result = iocscope("--config", str(config), "config", "check")
+    assert result.returncode == 1
+    assert "problem: [sources.abusedb] names no known source" in result.stderr
+
+
+def test_config_check_flags_plain_http_key(iocscope: Runner, tmp_path: Path) -> None:
+    config = tmp_path / "http.toml"
+    config.write_text('[sources.abuseipdb]\nbase_url = "http://abuse.example.net"\n', "utf-8")
+    result = iocscope("--config", str(config), "config", "check")
+    assert result.returncode == 1
+    assert "uses plain http, so the API key travels unencrypted" in result.stderr
+
+
+def test_missing_config_names_option(iocscope: Runner, tmp_path: Path) -> None:
+    result = iocscope("--config", str(tmp_path / "absent.toml"), "sources")
+    assert result.returncode == 1
+    assert "not found: create it or fix the --config option" in result.stderr

@@ -19,10 +19,13 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from iocscope.cli.context import cli_context
+from iocscope.cli.render import make_console
 from iocscope.engine.alerts import AlertEnricher
 from iocscope.observables.alerts import read_alerts
 from iocscope.runtime import open_runtime
 
+# Exit code when not one input line was an alert.
+EXIT_NO_ALERTS = 1
 # Per-line errors printed in full before they are only counted.
 MAX_ERRORS_SHOWN = 20
 
@@ -34,11 +37,15 @@ def alerts_command(files: tuple[Path, ...]) -> int:
     settings = cli_context().settings()
     paths = files or (Path("-"),)
     for path in paths:
-        if str(path) != "-" and not path.is_file():
+        # Pipes such as <(zcat alerts.json.gz) are not regular files but are readable.
+        if str(path) != "-" and (not path.exists() or path.is_dir()):
             raise click.BadParameter(f"{path} is not a readable file", param_hint="FILES")
-    stderr = Console(stderr=True)
+    stderr = make_console(stderr=True)
     summary = asyncio.run(_run(paths, settings.alerts.max_observables, stderr))
     _print_summary(summary)
+    if summary["alerts_read"] == 0 and summary["invalid_lines"] > 0:
+        click.echo("error: no input line is a Wazuh alert in the alerts.json format", err=True)
+        return EXIT_NO_ALERTS
     return 0
 
 

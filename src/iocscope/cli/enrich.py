@@ -7,10 +7,9 @@ import sys
 
 import click
 import orjson
-from rich.console import Console
 
 from iocscope.cli.context import cli_context
-from iocscope.cli.render import render_enrichment
+from iocscope.cli.render import make_console, render_enrichment
 from iocscope.engine.report import enrichment_record
 from iocscope.indicators.model import IndicatorType
 from iocscope.indicators.parse import parse_indicator
@@ -40,4 +39,4 @@ def enrich_command(value: str, type_name: str | None, as_json: bool) -> None:
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(record, option=orjson.OPT_INDENT_2) + b"\n")
         return
-    render_enrichment(Console(), record)
+    render_enrichment(make_console(), record)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 import orjson
-from rich.console import Console
 from rich.table import Table
 
 from iocscope.cli.context import cli_context
+from iocscope.cli.render import make_console, plural
 from iocscope.runtime import ensure_data_dir
 from iocscope.sources.feeds.catalogue import FEEDS, feed_spec
 from iocscope.sources.feeds.store import FeedStatus, FeedStore, import_feed
@@ -42,7 +42,7 @@ def sync_command(names: tuple[str, ...], due: bool) -> int:
             )
 
     outcomes = asyncio.run(run())
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     for outcome in outcomes:
         console.print(
             f"{outcome.feed}/{outcome.file}: {outcome.status.value}: {outcome.message}",
@@ -71,8 +71,9 @@ def import_command(name: str, file: Path) -> None:
     settings = cli_context().settings()
     status = import_feed(ensure_data_dir(settings.data_dir), name, file)
     click.echo(
-        f"imported {status.entries} entries into feed {name} "
-        f"({status.rejected} lines rejected, {status.dropped} non-public entries dropped)",
+        f"imported {plural(status.entries, 'entry', 'entries')} into feed {name} "
+        f"({plural(status.rejected, 'line')} rejected, "
+        f"{plural(status.dropped, 'non-public entry', 'non-public entries')} dropped)",
         err=True,
     )
 
@@ -101,7 +102,7 @@ def status_command(as_json: bool) -> None:
             _age(status.age),
             "; ".join(status.errors),
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def _status_row(status: FeedStatus) -> dict[str, object]:

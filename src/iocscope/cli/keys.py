@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 import orjson
-from rich.console import Console
 from rich.table import Table
 
 from iocscope.api.auth import add_key, read_keys, revoke_key
 from iocscope.api.settings import api_settings
 from iocscope.cli.context import cli_context
+from iocscope.cli.render import make_console
 
 
 def _keys_path() -> Path:
@@ -72,7 +72,7 @@ def list_command(as_json: bool) -> None:
             str(row["revoked"] or "-"),
             "default" if rate is None else f"{rate:g}",
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 @keys_group.command("revoke")

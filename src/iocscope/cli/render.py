@@ -16,6 +16,23 @@ VERDICT_STYLES = {
 }
 
 
+# Width of tables written to a pipe or file; a terminal sets its own width.
+PIPE_WIDTH = 200
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """Return a console that keeps table rows whole when the output is not a terminal."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=PIPE_WIDTH)
+    return console
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """Return ``"1 entry"`` or ``"3 entries"``."""
+    return f"{count} {noun if count == 1 else (plural_noun or noun + 's')}"
+
+
 def render_enrichment(console: Console, record: dict[str, Any]) -> None:
     """Print one enrichment record: headline, reasons, context and a row per source."""
     verdict = record["verdict"]

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
 from rich.table import Table
 
 from iocscope.cli.context import cli_context
+from iocscope.cli.render import make_console
 from iocscope.runtime import Runtime, open_runtime
 from iocscope.sources.registry import SourceState
 
@@ -41,7 +41,7 @@ def sources_command(as_json: bool) -> None:
             row["limits"],
             row["state"],
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def _row(state: SourceState, runtime: Runtime) -> dict[str, Any]:

@@ -6,11 +6,14 @@ sees the ``SourceState`` list this module builds.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from urllib.parse import urlsplit
 
+from iocscope.config import Settings
 from iocscope.errors import ConfigError, SourceUnavailableError
 from iocscope.sources import (
     abuseipdb,
@@ -88,7 +91,42 @@ def catalogue() -> tuple[SourceEntry, ...]:
 
 def build_sources(deps: SourceDeps) -> tuple[SourceState, ...]:
     """Build every enabled source; the others carry the reason they are off."""
+    for problem in configuration_problems(deps.settings):
+        logger.warning("%s", problem)
     return tuple(_build_one(entry, deps) for entry in catalogue())
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    """Return source settings that are probably mistakes, as sentences."""
+    entries = {entry.meta.name: entry.meta for entry in catalogue()}
+    problems = []
+    for name in sorted(settings.sources):
+        if name not in entries:
+            problems.append(
+                f"[sources.{name}] names no known source, so it has no effect; "
+                f"run `iocscope sources` for the names"
+            )
+            continue
+        base_url = settings.sources[name].base_url or ""
+        if entries[name].needs_key and _sends_in_clear(base_url):
+            problems.append(
+                f"sources.{name}.base_url {base_url!r} uses plain http, so the API key "
+                "travels unencrypted; use https"
+            )
+    return problems
+
+
+def _sends_in_clear(base_url: str) -> bool:
+    parts = urlsplit(base_url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def close_sources(states: tuple[SourceState, ...]) -> None:
