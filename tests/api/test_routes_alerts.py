@@ -69,6 +69,7 @@ async def test_active_response_message_is_unwrapped(client: httpx.AsyncClient, e
 async def test_own_event_yields_nothing(client: httpx.AsyncClient, env: ApiEnv) -> None:
     alert = sshd_alert()
     alert["data"]["integration"] = "iocscope"
+    alert["location"] = "iocscope"  # the location of every event iocscope sends
     body = (await client.post("/v1/alerts/enrich", json=alert, headers=env.headers)).json()
     assert body["own_event"] is True
     assert body["results"] == []

@@ -94,11 +94,16 @@ def test_unwrap_alert(message: dict[str, Any], expected: dict[str, Any] | None) 
 @pytest.mark.parametrize(
     ("alert", "expected"),
     [
-        ({"data": {"integration": "iocscope"}}, True),
-        ({"data": {"iocscope": {}}}, True),
-        ({"rule": {"groups": ["threat_intel", "iocscope"]}}, True),
-        ({"location": "iocscope"}, True),
-        ({"decoder": {"name": "iocscope"}}, True),
+        ({"location": "iocscope", "data": {"integration": "iocscope"}}, True),
+        ({"location": "iocscope", "data": {"iocscope": {}}}, True),
+        ({"location": " IOCscope", "data": {"integration": "iocscope "}}, True),
+        # A log line can decode into the marker; only iocscope writes the location.
+        ({"location": "/var/log/app.log", "data": {"integration": "iocscope"}}, False),
+        ({"data": {"iocscope": {}}}, False),
+        ({"rule": {"groups": ["threat_intel", "iocscope"]}}, False),
+        ({"location": "iocscope"}, False),
+        ({"location": "iocscope", "data": {"integration": "virustotal"}}, False),
+        ({"decoder": {"name": "iocscope"}}, False),
         ({"data": {"integration": "virustotal"}, "location": "virustotal"}, False),
         ({"location": "/var/log/iocscope.log"}, False),
         ({"data": "iocscope", "rule": {"groups": "iocscope"}, "decoder": "iocscope"}, False),

@@ -359,7 +359,7 @@ SKIP_CASES = [
         {"dns_cname": 1},
     ),
     ("non-public", alert_with({"srcip": "192.168.1.20"}), {"non_public:private": 1}),
-    ("own event", alert_with({"integration": "iocscope"}), {"own_event": 1}),
+    ("own event", alert_with({"integration": "iocscope"}, location="iocscope"), {"own_event": 1}),
 ]
 
 
@@ -467,12 +467,28 @@ def test_configured_scope_applies() -> None:
 # --- loop guard and wrapping ----------------------------------------------------
 
 OWN_EVENTS = [
-    ("integration", alert_with({"integration": "iocscope", "srcip": "45.155.205.233"})),
+    (
+        "integration",
+        alert_with({"integration": "iocscope", "srcip": "45.155.205.233"}, location="iocscope"),
+    ),
     (
         "integration spelled loosely",
-        alert_with({"integration": " IOCscope ", "srcip": "45.155.205.233"}),
+        alert_with({"integration": " IOCscope ", "srcip": "45.155.205.233"}, location="iocscope"),
     ),
-    ("payload key", alert_with({"iocscope": {"verdict": "malicious"}, "srcip": "45.155.205.233"})),
+    (
+        "payload key",
+        alert_with(
+            {"iocscope": {"verdict": "malicious"}, "srcip": "45.155.205.233"}, location="iocscope"
+        ),
+    ),
+]
+
+# Alerts that carry one sign of iocscope but are not its events: a log line
+# can decode into data.integration, and iocscope's rules (group "iocscope")
+# match on that field.
+FORGED_OWN_EVENTS = [
+    ("integration", alert_with({"integration": "iocscope", "srcip": "45.155.205.233"})),
+    ("payload key", alert_with({"iocscope": {"verdict": "x"}, "srcip": "45.155.205.233"})),
     (
         "rule group",
         alert_with({"srcip": "45.155.205.233"}, rule={"id": "100650", "groups": ["iocscope"]}),
@@ -489,6 +505,15 @@ def test_own_event_yields_nothing(alert: dict[str, Any]) -> None:
     extraction = extract_observables(alert, POLICY)
     assert extraction.own_event is True
     assert extraction.observables == ()
+
+
+@pytest.mark.parametrize(
+    "alert", [case[1] for case in FORGED_OWN_EVENTS], ids=[case[0] for case in FORGED_OWN_EVENTS]
+)
+def test_forged_own_event_is_enriched(alert: dict[str, Any]) -> None:
+    extraction = extract_observables(alert, POLICY)
+    assert extraction.own_event is False
+    assert [item.indicator.value for item in extraction.observables] == ["45.155.205.233"]
 
 
 def test_other_integration_is_not_own_event() -> None:

@@ -170,11 +170,11 @@ def test_invalid_input_rejected(tree: WazuhTree, message: bytes, reason: str) ->
 @pytest.mark.parametrize(
     "alert",
     [
-        sample_alert(data={"integration": "iocscope", "srcip": "203.0.113.9"}),
-        sample_alert(rule={"level": 12, "id": "100210", "groups": ["iocscope"]}),
+        sample_alert(location="iocscope", data={"integration": "iocscope", "srcip": "203.0.113.9"}),
+        sample_alert(location="iocscope", data={"iocscope": {"verdict": "malicious"}}),
         sample_alert(rule={"level": 3, "id": "657", "groups": ["ossec", "active_response"]}),
     ],
-    ids=["marker", "rule-group", "active-response"],
+    ids=["marker", "payload-key", "active-response"],
 )
 def test_own_event_dropped(tree: WazuhTree, alert: dict[str, Any]) -> None:
     run, requests = run_execd(tree, execd_message("add", alert))
@@ -184,6 +184,23 @@ def test_own_event_dropped(tree: WazuhTree, alert: dict[str, Any]) -> None:
     assert log_messages(tree)[-1] == (
         "Dropped alert 1714557600.1000: iocscope's own event or an active response"
     )
+
+
+@pytest.mark.parametrize(
+    "alert",
+    [
+        sample_alert(
+            location="/var/log/app.log", data={"integration": "iocscope", "srcip": "203.0.113.9"}
+        ),
+        sample_alert(rule={"level": 12, "id": "100210", "groups": ["iocscope"]}),
+        sample_alert(location="iocscope"),
+    ],
+    ids=["marker-from-log-line", "rule-group", "location-without-marker"],
+)
+def test_forged_own_event_spooled(tree: WazuhTree, alert: dict[str, Any]) -> None:
+    run, _ = run_execd(tree, execd_message("add", alert))
+    assert run.returncode == active_response.EXIT_OK
+    assert len(tree.spooled()) == 1
 
 
 def test_log_holds_no_alert_content(tree: WazuhTree) -> None:

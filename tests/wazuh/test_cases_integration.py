@@ -134,9 +134,10 @@ def test_b21_active_response_ignores_active_response_alert(tmp_path: Path) -> No
 
 
 def own_event_of(case_alert: dict[str, Any]) -> dict[str, Any]:
-    """Return the case's alert with its product marker replaced by iocscope's."""
+    """Return the case's alert as iocscope's event: its marker and the location iocscope sends."""
     alert = copy.deepcopy(case_alert)
     alert["data"]["integration"] = "iocscope"
+    alert["location"] = "iocscope"
     return alert
 
 

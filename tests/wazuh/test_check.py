@@ -191,6 +191,27 @@ def test_spool_missing(tmp_path: Path) -> None:
     assert item.detail.endswith("lacks tmp, new, bad/")
 
 
+def test_queue_buffer_counted(installed: Path, tmp_path: Path) -> None:
+    buffer = tmp_path / "data" / "queue-buffer"
+    buffer.mkdir(parents=True)
+    for number in range(3):
+        (buffer / f"{number:020d}.msg").write_bytes(b"1:iocscope:{}")
+    item = result(results_for(installed, data_dir=tmp_path / "data"), "queue buffer")
+    assert item.status is Status.WARN
+    assert item.detail == f"3 events wait in {buffer} for analysisd's queue socket"
+    assert item.fix == "start the manager and the iocscope daemon; the daemon sends them first"
+
+
+def test_queue_buffer_empty(installed: Path, tmp_path: Path) -> None:
+    item = result(results_for(installed, data_dir=tmp_path / "data"), "queue buffer")
+    assert item.status is Status.OK
+    assert item.detail == f"no events waiting in {tmp_path / 'data' / 'queue-buffer'}"
+
+
+def test_queue_buffer_needs_data_dir(installed: Path) -> None:
+    assert "queue buffer" not in [item.name for item in results_for(installed)]
+
+
 def test_undeclared_list_fail(installed: Path) -> None:
     rules = installed / "etc/rules/iocscope_cdb_rules.xml"
     rules.write_text(

@@ -9,14 +9,20 @@ emulation.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import json
+import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +31,20 @@ import pytest
 
 from iocscope.config import Settings, settings_from_mapping
 from iocscope.engine.alerts import AlertEnricher
+from iocscope.engine.pipeline import Engine
+from iocscope.indicators.model import Indicator
 from iocscope.runtime import open_runtime
+from iocscope.sources.contract import SourceMeta, SourceResult, Status
 from iocscope.sources.feeds.store import import_feed
+from iocscope.sources.registry import SourceState
 from iocscope.wazuh.analysisd import QueueMessage, flatten_json_like_wazuh, parse_queue_message
-from iocscope.wazuh.daemon import Daemon
-from iocscope.wazuh.follower import AlertsFollower
-from iocscope.wazuh.journal import DeliveryJournal
+from iocscope.wazuh.daemon import Daemon, TaskWindow
+from iocscope.wazuh.follower import AlertsFollower, load_checkpoint
+from iocscope.wazuh.journal import Delivery, DeliveryJournal
 from iocscope.wazuh.queue import QueueWriter
 from iocscope.wazuh.rules import expected_rule, render_rules
-from iocscope.wazuh.spool import SpoolReader, SpoolWriter
+from iocscope.wazuh.spool import SpoolItem, SpoolReader, SpoolWriter
+from tests.engine.doubles import meta
 from tests.support.corpus import CORPUS
 from tests.support.offline import offline_sources, offline_toml
 from tests.wazuh.analysisd_socket import Analysisd, CollectingAnalysisd
@@ -57,13 +68,16 @@ def agent_alert(alert_id: str, srcip: str, **agent: str) -> dict[str, Any]:
     }
 
 
-def settings_for(tree: WazuhTree, data_dir: Path, **wazuh: Any) -> Settings:
+def settings_for(
+    tree: WazuhTree, data_dir: Path, *, top: dict[str, Any] | None = None, **wazuh: Any
+) -> Settings:
     return settings_from_mapping(
         {
             "data_dir": str(data_dir),
             "scope": {"public_overrides": [BAD_IP]},
             "sources": offline_sources(),
             "wazuh": {"wazuh_dir": str(tree.root), "poll_interval": 0.05, **wazuh},
+            **(top or {}),
         }
     )
 
@@ -88,29 +102,48 @@ def analysisd(tree: WazuhTree) -> Iterator[Analysisd]:
     server.close()
 
 
-@asynccontextmanager
-async def daemon_for(settings: Settings, *, follow: bool = False) -> AsyncIterator[Daemon]:
+@contextmanager
+def daemon_with(
+    settings: Settings,
+    engine: Engine,
+    *,
+    follow: bool = False,
+    spool: SpoolReader | None = None,
+    journal: DeliveryJournal | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Daemon]:
+    """Build the daemon as ``iocscope run`` does, around ``engine``."""
     wazuh = settings.wazuh
-    async with open_runtime(settings) as runtime:
-        journal = DeliveryJournal(settings.data_dir / "delivery.sqlite3")
-        writer = QueueWriter(wazuh.queue_socket_path(), spill_dir=settings.data_dir / "buffer")
-        follower = (
-            AlertsFollower(wazuh.alerts_json_path(), settings.data_dir / "checkpoint")
-            if follow
-            else None
+    journal = journal or DeliveryJournal(settings.data_dir / "delivery.sqlite3")
+    writer = QueueWriter(wazuh.queue_socket_path(), spill_dir=settings.data_dir / "buffer")
+    follower = (
+        AlertsFollower(wazuh.alerts_json_path(), settings.data_dir / "checkpoint")
+        if follow
+        else None
+    )
+    try:
+        yield Daemon(
+            AlertEnricher(engine, settings.alerts.max_observables),
+            writer,
+            journal,
+            wazuh,
+            spool=spool or SpoolReader(wazuh.spool_path()),
+            follower=follower,
+            concurrency=settings.concurrency,
+            clock=clock,
         )
-        try:
-            yield Daemon(
-                AlertEnricher(runtime.engine, settings.alerts.max_observables),
-                writer,
-                journal,
-                wazuh,
-                spool=SpoolReader(wazuh.spool_path()),
-                follower=follower,
-            )
-        finally:
-            writer.close()
-            journal.close()
+    finally:
+        writer.close()
+        journal.close()
+
+
+@asynccontextmanager
+async def daemon_for(
+    settings: Settings, *, follow: bool = False, **options: Any
+) -> AsyncIterator[Daemon]:
+    async with open_runtime(settings) as runtime:
+        with daemon_with(settings, runtime.engine, follow=follow, **options) as daemon:
+            yield daemon
 
 
 def received(analysisd: Analysisd) -> list[QueueMessage]:
@@ -190,6 +223,7 @@ async def test_filters_and_loop_guard(
     quiet["rule"]["level"] = 2
     own = agent_alert("5.2", "198.51.100.7")
     own["data"] = {"integration": "iocscope", "iocscope": {"verdict": "malicious"}}
+    own["location"] = "iocscope"
     writer = SpoolWriter(tree.spool)
     for alert in (quiet, own):
         writer.write(orjson.dumps(alert), "alert")
@@ -253,6 +287,7 @@ def write_config(path: Path, settings: Settings) -> Path:
 
 
 def start_daemon(config: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Start ``iocscope run`` without -v, so it logs at its default level."""
     return subprocess.Popen(
         [sys.executable, "-m", "iocscope", "--config", str(config), "run", *extra],
         stdout=subprocess.PIPE,
@@ -276,7 +311,7 @@ def test_killed_daemon_loses_nothing(
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=30)
     second = start_daemon(config, "--once")
-    _, stderr = second.communicate(timeout=120)
+    stdout, stderr = second.communicate(timeout=120)
     assert second.returncode == 0, stderr.decode()
     seen.extend(analysisd.receive_all())
     ids = Counter(
@@ -284,7 +319,7 @@ def test_killed_daemon_loses_nothing(
     )
     assert set(ids) == {f"8.{number}" for number in range(total)}
     duplicates = sum(count - 1 for count in ids.values())
-    reported = json.loads(stderr.decode().split("processed: ", 1)[1].replace("'", '"'))
+    reported = json.loads(stdout)
     assert duplicates <= reported["possible_duplicates"]
     assert tree.spooled() == []
 
@@ -336,5 +371,326 @@ async def test_srcip_for_firewall_drop_and_no_loop(
     raised = agent_alert("9.2", "198.51.100.7")
     raised["rule"] = {"level": 12, "id": "100807", "groups": ["iocscope", "threat_intel"]}
     raised["data"] = {"srcip": event["srcip"], "integration": "iocscope", **event}
+    raised["location"] = message.location
     assert run_integratord(tree, raised).returncode == 0
     assert tree.spooled() == []
+
+
+# --- concurrency ----------------------------------------------------------------
+
+GATE_TIMEOUT = 5.0  # seconds a lookup waits for company before it gives up
+PROGRESS_STEPS = 1000  # event loop turns a test waits for progress before it fails
+
+
+@dataclass
+class GatedSource:
+    """A source double that counts the lookups in flight.
+
+    Every lookup waits until ``release_at`` lookups are in flight at once
+    (or ``GATE_TIMEOUT`` passed), so a daemon that enriches one alert at a
+    time never reaches the count. Values in ``held`` wait further until
+    ``release`` is set.
+    """
+
+    meta: SourceMeta
+    release_at: int
+    held: set[str] = field(default_factory=set)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    answered: list[str] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def lookup(self, indicator: Indicator) -> SourceResult:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.in_flight >= self.release_at:
+                self.gate.set()
+            # Alone until the timeout: answer anyway, the test fails on max_in_flight.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate.wait(), GATE_TIMEOUT)
+            if indicator.value in self.held:
+                await self.release.wait()
+        finally:
+            self.in_flight -= 1
+        self.answered.append(indicator.value)
+        return SourceResult(
+            source=self.meta.name, status=Status.OK, found=True, flagged=True, confidence=90
+        )
+
+
+def gated_engine(settings: Settings, source: GatedSource) -> Engine:
+    return Engine(settings, [SourceState(source.meta, source, "enabled")])
+
+
+def gated_source(release_at: int, held: set[str] | None = None) -> GatedSource:
+    # The engine's timeout must not end a held lookup while the test looks on.
+    return GatedSource(replace(meta("gate"), timeout=60.0), release_at, held or set())
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    for _ in range(PROGRESS_STEPS):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the daemon made no progress")
+
+
+def source_ids(messages: list[QueueMessage]) -> list[str]:
+    return sorted(body(message)["iocscope"]["source_alert"]["id"] for message in messages)
+
+
+async def test_spool_alerts_enriched_concurrently(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd
+) -> None:
+    count = 4
+    writer = SpoolWriter(tree.spool)
+    for number in range(count):
+        writer.write(
+            orjson.dumps(agent_alert(f"10.{number}", f"198.51.100.{20 + number}")), "alert"
+        )
+    settings = settings_for(tree, data_dir)
+    source = gated_source(release_at=count)
+    with daemon_with(settings, gated_engine(settings, source)) as daemon:
+        assert await daemon.run_once() == count
+        summary = daemon.summary()
+    assert source.max_in_flight == count
+    assert source_ids(received(analysisd)) == [f"10.{number}" for number in range(count)]
+    assert summary["events_queued"] == count
+    assert tree.spooled() == []
+
+
+async def test_concurrency_is_bounded(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd
+) -> None:
+    writer = SpoolWriter(tree.spool)
+    for number in range(6):
+        writer.write(
+            orjson.dumps(agent_alert(f"11.{number}", f"198.51.100.{30 + number}")), "alert"
+        )
+    settings = settings_for(tree, data_dir, top={"concurrency": 2})
+    source = gated_source(release_at=2)
+    with daemon_with(settings, gated_engine(settings, source)) as daemon:
+        await daemon.run_once()
+    assert source.max_in_flight == 2
+    assert len(received(analysisd)) == 6
+
+
+async def test_checkpoint_waits_for_earlier_alert(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd
+) -> None:
+    alerts_json = tree.root / "logs" / "alerts" / "alerts.json"
+    alerts_json.parent.mkdir(parents=True)
+    alerts_json.write_bytes(b"")
+    checkpoint = data_dir / "checkpoint"
+    settings = settings_for(tree, data_dir)
+    source = gated_source(release_at=3, held={"198.51.100.40"})
+    with daemon_with(settings, gated_engine(settings, source), follow=True) as daemon:
+        with alerts_json.open("ab") as handle:
+            for number in range(3):
+                alert = agent_alert(f"12.{number}", f"198.51.100.{40 + number}")
+                handle.write(orjson.dumps(alert) + b"\n")
+        run = asyncio.create_task(daemon.run_once())
+        await wait_until(lambda: len(source.answered) == 2)
+        # The later alerts are sent, but the first line's alert is not done.
+        assert source_ids(received(analysisd)) == ["12.1", "12.2"]
+        held = load_checkpoint(checkpoint)
+        assert held is not None
+        assert held.offset == 0
+        source.release.set()
+        await run
+    saved = load_checkpoint(checkpoint)
+    assert saved is not None
+    assert saved.offset == alerts_json.stat().st_size
+
+
+# --- spool faults and housekeeping ----------------------------------------------
+
+
+class LockedSpoolReader(SpoolReader):
+    """A spool whose files cannot be removed or read while ``locked`` holds that action.
+
+    Root ignores file modes, and the tests run as root, so the fault is raised here.
+    """
+
+    def __init__(self, spool_dir: Path, locked: set[str]) -> None:
+        super().__init__(spool_dir)
+        self.locked = locked
+
+    def read(self, path: Path) -> SpoolItem | None:
+        if "read" in self.locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return super().read(path)
+
+    def done(self, path: Path) -> None:
+        if "remove" in self.locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        super().done(path)
+
+
+SPOOL_FIX = (
+    "the daemon's user needs write access to the spool directory and read access to "
+    "its files (group wazuh, modes 0770 and 0640)"
+)
+
+
+def errors_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_undeletable_spool_file_reported_once(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = SpoolWriter(tree.spool).write(orjson.dumps(agent_alert("13.1", "198.51.100.7")), "alert")
+    spool = LockedSpoolReader(tree.spool, {"remove"})
+    async with daemon_for(settings_for(tree, data_dir), spool=spool) as daemon:
+        assert await daemon.run_once() == 1
+        assert await daemon.run_once() == 0  # nothing new: the daemon goes idle
+        assert tree.spooled() == [path]
+        spool.locked.clear()  # the operator fixed the group
+        await daemon.run_once()
+        summary = daemon.summary()
+    assert errors_of(caplog) == [
+        f"cannot remove spool file {path}: Permission denied; {SPOOL_FIX}; "
+        "its events were sent and are not sent again"
+    ]
+    assert source_ids(received(analysisd)) == ["13.1"]
+    assert summary["spool_errors"] == 1
+    assert tree.spooled() == []
+
+
+async def test_unreadable_spool_file_reported_once(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = SpoolWriter(tree.spool).write(orjson.dumps(agent_alert("14.1", "198.51.100.7")), "alert")
+    spool = LockedSpoolReader(tree.spool, {"read"})
+    async with daemon_for(settings_for(tree, data_dir), spool=spool) as daemon:
+        assert await daemon.run_once() == 0
+        assert await daemon.run_once() == 0
+        assert received(analysisd) == []
+        spool.locked.clear()
+        assert await daemon.run_once() == 1
+        summary = daemon.summary()
+    assert errors_of(caplog) == [f"cannot read spool file {path}: Permission denied; {SPOOL_FIX}"]
+    assert source_ids(received(analysisd)) == ["14.1"]
+    assert summary["spool_errors"] == 1
+
+
+def stale_tmp_file(tree: WazuhTree, name: str) -> Path:
+    path = tree.spool / "tmp" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"{")
+    old = time.time() - 2 * 3600
+    os.utime(path, (old, old))
+    return path
+
+
+async def test_housekeeping_at_start_and_every_ten_minutes(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd
+) -> None:
+    wall = [time.time() - 30 * 24 * 3600]  # the journal's clock: a month ago
+    journal = DeliveryJournal(data_dir / "delivery.sqlite3", clock=lambda: wall[0])
+    journal.mark("spool:old", Delivery.SENT, 1)
+    wall[0] = time.time()
+    monotonic = [1000.0]
+    first = stale_tmp_file(tree, "1.1.aa.alert.json")
+    settings = settings_for(tree, data_dir)
+    async with daemon_for(settings, journal=journal, clock=lambda: monotonic[0]) as daemon:
+        await daemon.run_once()
+        assert not first.exists()
+        assert journal.state("spool:old") is Delivery.NEW
+        second = stale_tmp_file(tree, "2.2.bb.alert.json")
+        monotonic[0] += 599
+        await daemon.run_once()
+        assert second.exists()
+        monotonic[0] += 1
+        await daemon.run_once()
+        assert not second.exists()
+
+
+# --- events without a source, summary and logging --------------------------------
+
+
+async def test_observable_without_source_gets_no_event(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd
+) -> None:
+    alert = agent_alert("15.1", "198.51.100.7")
+    alert["data"]["fileinfo"] = {"sha256": "a" * 64}  # no enabled source answers hashes
+    alert["data"]["dstip"] = "198.51.100.9"  # allowlisted: benign by the operator's decision
+    run_integratord(tree, alert)
+    settings = settings_for(tree, data_dir, top={"allowlist": ["198.51.100.9"]})
+    async with daemon_for(settings) as daemon:
+        await daemon.run_once()
+        summary = daemon.summary()
+    events = [body(message)["iocscope"] for message in received(analysisd)]
+    assert [event["indicator"]["value"] for event in events] == ["198.51.100.7"]
+    assert summary["skipped"] == {"no_source": 2}
+    assert summary["events_queued"] == 1
+
+
+async def test_log_line_with_forged_marker_is_enriched(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd
+) -> None:
+    forged = agent_alert("16.1", "198.51.100.7")
+    forged["location"] = "/var/log/app.log"
+    forged["data"]["integration"] = "iocscope"
+    assert run_integratord(tree, forged).returncode == 0
+    async with daemon_for(settings_for(tree, data_dir)) as daemon:
+        await daemon.run_once()
+    assert source_ids(received(analysisd)) == ["16.1"]
+
+
+async def test_daemon_logs_start_and_stop(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="iocscope.wazuh.daemon")
+    settings = settings_for(tree, data_dir)
+    async with daemon_for(settings) as daemon:
+        await daemon.run(asyncio.Event(), once=True)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0] == (
+        f"iocscope daemon started: spool {tree.spool}, follow off, analysisd socket "
+        f"{tree.root / 'queue' / 'sockets' / 'queue'}, up to 16 alerts at once"
+    )
+    stopped = messages[-1].removeprefix("iocscope daemon stopped: ")
+    assert json.loads(stopped)["alerts"] == 0
+
+
+def test_run_once_prints_json_and_logs_info(
+    tree: WazuhTree, data_dir: Path, analysisd: Analysisd, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "iocscope.toml", settings_for(tree, data_dir))
+    run_integratord(tree, agent_alert("17.1", "198.51.100.7"))
+    process = start_daemon(config, "--once", "--follow")
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode()
+    (line,) = stdout.decode().splitlines()
+    summary = json.loads(line)
+    assert summary["events_queued"] == 1
+    assert summary["queue"]["sent"] == 1
+    assert "INFO iocscope.wazuh.daemon: iocscope daemon started: spool " in stderr.decode()
+
+
+async def test_window_failure_cancels_other_jobs() -> None:
+    cancelled: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+
+    async def failing() -> None:
+        raise RuntimeError("lookup crashed")
+
+    async def run_both() -> None:
+        async with TaskWindow(4) as window:
+            await window.start(slow)
+            await window.start(failing)
+
+    with pytest.raises(RuntimeError) as raised:
+        await run_both()
+    assert str(raised.value) == "lookup crashed"
+    assert cancelled == ["slow"]

@@ -28,6 +28,16 @@ def test_first_start_skips_existing_lines(tmp_path: Path) -> None:
     assert lines_of(follower) == [b'{"new": 1}']
 
 
+def test_first_start_saves_checkpoint(tmp_path: Path) -> None:
+    alerts = tmp_path / "alerts.json"
+    alerts.write_bytes(b'{"old": 1}\n')
+    # A first `iocscope run --once --follow` that finds no new line.
+    AlertsFollower(alerts, tmp_path / "checkpoint")
+    append(alerts, b'{"new": 1}\n')
+    follower = AlertsFollower(alerts, tmp_path / "checkpoint")
+    assert lines_of(follower) == [b'{"new": 1}']
+
+
 def test_from_start_reads_everything(tmp_path: Path) -> None:
     alerts = tmp_path / "alerts.json"
     alerts.write_bytes(b"a\nb\n")

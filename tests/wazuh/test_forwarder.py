@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from iocscope.wazuh import events, queue
 from tests.wazuh.harness import (
+    ACTIVE_RESPONSE,
     FORWARDER,
     SCRIPTS,
     VERSIONS,
@@ -155,11 +157,14 @@ def test_missing_alert_argument(tree: WazuhTree, argv_tail: list[str]) -> None:
 @pytest.mark.parametrize(
     "alert",
     [
-        sample_alert(data={"integration": "iocscope", "iocscope": {"verdict": "malicious"}}),
-        sample_alert(rule={"level": 12, "id": "100210", "groups": ["iocscope", "malicious"]}),
+        sample_alert(
+            location="iocscope",
+            data={"integration": "iocscope", "iocscope": {"verdict": "malicious"}},
+        ),
+        sample_alert(location="iocscope", data={"iocscope": {"verdict": "malicious"}}),
         sample_alert(rule={"level": 3, "id": "657", "groups": ["ossec", "active_response"]}),
     ],
-    ids=["marker", "rule-group", "active-response"],
+    ids=["marker", "payload-key", "active-response"],
 )
 def test_own_event_dropped(tree: WazuhTree, alert: dict[str, Any]) -> None:
     run = run_integratord(tree, alert, debug=True)
@@ -170,14 +175,34 @@ def test_own_event_dropped(tree: WazuhTree, alert: dict[str, Any]) -> None:
     )
 
 
+@pytest.mark.parametrize("script", [FORWARDER, ACTIVE_RESPONSE])
+def test_loop_guard_matches_daemon_events(script: str) -> None:
+    module = load_script(script)
+    assert module.OWN_LOCATION == queue.LOCATION
+    assert module.OWN_INTEGRATION == events.INTEGRATION
+
+
 @pytest.mark.parametrize(
     "alert",
     [
         sample_alert(data={"integration": "virustotal", "srcip": "203.0.113.9"}),
         sample_alert(rule={"level": 5, "groups": "iocscope"}),
         sample_alert(rule="iocscope"),
+        # A log line that decodes into iocscope's marker is no event of iocscope.
+        sample_alert(
+            location="/var/log/app.log", data={"integration": "iocscope", "srcip": "203.0.113.9"}
+        ),
+        sample_alert(rule={"level": 12, "id": "100210", "groups": ["iocscope", "malicious"]}),
+        sample_alert(location="iocscope"),
     ],
-    ids=["other-integration", "groups-not-a-list", "rule-not-an-object"],
+    ids=[
+        "other-integration",
+        "groups-not-a-list",
+        "rule-not-an-object",
+        "marker-from-log-line",
+        "rule-group",
+        "location-without-marker",
+    ],
 )
 def test_other_events_forwarded(tree: WazuhTree, alert: dict[str, Any]) -> None:
     assert run_integratord(tree, alert).returncode == forwarder.EXIT_OK

@@ -19,6 +19,7 @@ from iocscope.errors import ConfigError
 from iocscope.wazuh import check, ossec_conf
 from iocscope.wazuh.install import (
     SCRIPT_TARGETS,
+    WAZUH_GROUPS,
     InstallOptions,
     Ownership,
     Placer,
@@ -211,6 +212,31 @@ def test_uninstall_dry_run_writes_nothing(manager: Path) -> None:
     assert "-    <name>custom-iocscope</name>" in result.diff
 
 
+def test_crlf_conf_keeps_line_endings(tmp_path: Path) -> None:
+    original = OSSEC_CONF.replace("\n", "\r\n").encode("utf-8")
+    with wazuh_tree(tmp_path / "ossec") as root:
+        conf = root / "etc/ossec.conf"
+        conf.write_bytes(original)
+        install(options(root, ar_rule_ids=(5712,)), clock=lambda: NOW)
+        installed = conf.read_bytes()
+        again = install(options(root, ar_rule_ids=(5712,)), clock=lambda: NOW)
+        uninstall(options(root), clock=lambda: NOW)
+        assert conf.read_bytes() == original
+    assert b"<name>custom-iocscope</name>\r\n" in installed
+    assert installed.count(b"\n") == installed.count(b"\r\n")
+    assert not again.changed
+
+
+def test_mixed_line_endings_kept(tmp_path: Path) -> None:
+    original = OSSEC_CONF.replace("\n", "\r\n", 3).encode("utf-8")
+    with wazuh_tree(tmp_path / "ossec") as root:
+        conf = root / "etc/ossec.conf"
+        conf.write_bytes(original)
+        install(options(root), clock=lambda: NOW)
+        uninstall(options(root), clock=lambda: NOW)
+        assert conf.read_bytes() == original
+
+
 def test_active_response_added_and_removed(manager: Path) -> None:
     install(options(manager, ar_rule_ids=(5712, 5763)), clock=lambda: NOW)
     conf = (manager / "etc/ossec.conf").read_text(encoding="utf-8")
@@ -268,6 +294,30 @@ def test_unknown_group_rejected() -> None:
         resolve_ownership("no-such-group-iocscope")
     assert str(raised.value) == (
         "group 'no-such-group-iocscope' does not exist on this host: check --group"
+    )
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or any(name in {g.gr_name for g in grp.getgrall()} for name in WAZUH_GROUPS),
+    reason="needs root on a host without a wazuh or ossec group",
+)
+def test_dry_run_without_wazuh_group(manager: Path) -> None:
+    with pytest.raises(ConfigError):
+        install(options(manager, group=None), clock=lambda: NOW)
+    result = install(options(manager, group=None, dry_run=True), clock=lambda: NOW)
+    assert f"chown root:wazuh {manager}/integrations/custom-iocscope" in result.chown_commands
+    assert result.notes[0] == (
+        "group 'wazuh' does not exist on this host; the owners shown assume it does on the "
+        "Wazuh manager"
+    )
+
+
+def test_dry_run_with_missing_group(manager: Path) -> None:
+    result = install(
+        options(manager, group="no-such-group-iocscope", dry_run=True), clock=lambda: NOW
+    )
+    assert (
+        f"chown root:no-such-group-iocscope {manager}/var/iocscope/spool" in result.chown_commands
     )
 
 

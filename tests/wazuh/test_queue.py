@@ -6,8 +6,10 @@ datagram it gets is split with the analysisd emulation.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,28 @@ def test_format_header(agent: dict[str, Any] | None, header: str) -> None:
 def test_format_header_rejects_forged_agent(agent: dict[str, Any], message: str) -> None:
     with pytest.raises(AlertError, match=f"^{re.escape(message)}$"):
         format_header(alert_of(agent))
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("id", "invalid agent ID {value}... (5000 characters) in alert: expected 3 to 8 digits"),
+        (
+            "name",
+            "invalid agent name {value}... (5000 characters) in alert: "
+            "expected letters, digits, '-', '_' or '.'",
+        ),
+        (
+            "ip",
+            "invalid agent IP {value}... (5000 characters) in alert: expected an address or 'any'",
+        ),
+    ],
+)
+def test_forged_agent_value_cut_in_message(field: str, message: str) -> None:
+    agent = {"id": "001", "name": "h", field: "]" * 5000}
+    with pytest.raises(AlertError) as raised:
+        format_header(alert_of(agent))
+    assert str(raised.value) == message.format(value=repr("]" * 80))
 
 
 @pytest.mark.parametrize(
@@ -223,6 +247,32 @@ def test_spill_survives_restart(
     finally:
         server.close()
     assert list(spill.iterdir()) == []
+
+
+def test_spill_is_private(queue_path: Path, tmp_path: Path, writers: list[QueueWriter]) -> None:
+    spill = tmp_path / "data" / "queue-buffer"
+    old_umask = os.umask(0o022)
+    try:
+        writer = QueueWriter(queue_path, spill_dir=spill)
+        writers.append(writer)
+        writer.send(b"1:iocscope:kept")
+    finally:
+        os.umask(old_umask)
+    (kept,) = spill.glob("*.msg")
+    assert stat.S_IMODE(spill.stat().st_mode) == 0o700
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+
+def test_spill_dir_of_older_run_made_private(
+    queue_path: Path, tmp_path: Path, writers: list[QueueWriter]
+) -> None:
+    spill = tmp_path / "queue-buffer"
+    spill.mkdir(mode=0o755)
+    spill.chmod(0o755)
+    writer = QueueWriter(queue_path, spill_dir=spill)
+    writers.append(writer)
+    writer.send(b"1:iocscope:kept")
+    assert stat.S_IMODE(spill.stat().st_mode) == 0o700
 
 
 def test_memory_buffer_limit_counts_drops(queue_path: Path, writers: list[QueueWriter]) -> None:

@@ -44,7 +44,7 @@ def _echo_result(result: InstallResult, *, dry_run: bool) -> None:
     for action in result.actions:
         click.echo(str(action))
     if result.chown_commands:
-        click.echo("not running as root: run these commands as root to set the owners:")
+        click.echo("set the owners with these commands, run as root:")
         for command in dict.fromkeys(result.chown_commands):
             click.echo(f"  {command}")
     for note in result.notes:
@@ -172,13 +172,27 @@ def uninstall_command(
     show_default=True,
     help="Seconds an alert may wait in the spool before the daemon counts as down.",
 )
+@click.option(
+    "--data-dir",
+    type=_DIR,
+    default=None,
+    help="iocscope's data directory, to count events waiting for analysisd "
+    "(default: the configured data directory).",
+)
 @click.pass_context
 def check_command(
-    ctx: click.Context, wazuh_dir: Path | None, group: str | None, max_backlog_age: float
+    ctx: click.Context,
+    wazuh_dir: Path | None,
+    group: str | None,
+    max_backlog_age: float,
+    data_dir: Path | None,
 ) -> None:
     """Check the installation and ossec.log; exit 1 when any check fails."""
     options = check.CheckOptions(
-        wazuh_dir=_wazuh_dir(wazuh_dir), group=group, backlog_max_age=max_backlog_age
+        wazuh_dir=_wazuh_dir(wazuh_dir),
+        group=group,
+        backlog_max_age=max_backlog_age,
+        data_dir=data_dir or cli_context().settings().data_dir,
     )
     results = check.run_checks(options)
     click.echo(check.render_table(results))

@@ -107,21 +107,17 @@ def is_own_event(alert: Mapping[str, Any]) -> bool:
     """Return True when iocscope itself produced this event.
 
     An enrichment event must never be enriched again, or every verdict would
-    trigger another lookup. iocscope's events are recognised by any of:
-    ``data.integration`` is "iocscope", ``data.iocscope`` exists, the rule
-    groups contain "iocscope", or the location or decoder name is "iocscope".
+    trigger another lookup. iocscope sends every event under the location
+    "iocscope", with ``data.integration`` "iocscope" and a ``data.iocscope``
+    object. An event is iocscope's own when its location is "iocscope" and
+    it has either marker. A marker alone is no proof: a log line can decode
+    into ``data.integration``, and the rule group "iocscope" comes from
+    iocscope's rules, which match on that field. Such an alert is enriched.
     """
+    if not _is_origin(alert.get("location")):
+        return False
     data = alert.get("data")
-    if isinstance(data, Mapping) and (_is_origin(data.get("integration")) or ORIGIN in data):
-        return True
-    rule = alert.get("rule")
-    if isinstance(rule, Mapping):
-        groups = rule.get("groups")
-        if isinstance(groups, list) and any(_is_origin(group) for group in groups):
-            return True
-    decoder = alert.get("decoder")
-    decoder_name = decoder.get("name") if isinstance(decoder, Mapping) else None
-    return _is_origin(alert.get("location")) or _is_origin(decoder_name)
+    return isinstance(data, Mapping) and (_is_origin(data.get("integration")) or ORIGIN in data)
 
 
 def _is_origin(value: Any) -> bool:

@@ -5,7 +5,8 @@ each check here tests one precondition directly and states what breaks and
 how to fix it: the integration names and their script files, modes, owners
 and line endings, iocscope's configuration blocks and rules, the CDB list
 declarations, analysisd's queue socket, the spool backlog (is the daemon
-running?) and the known error messages in ``logs/ossec.log``.
+running?), the events the daemon keeps while analysisd is away (when the
+data directory is known) and the known error messages in ``logs/ossec.log``.
 
 Each check returns ``CheckResult`` values with status ``ok``, ``warn`` or
 ``fail``; ``exit_code`` is 1 when any check failed.
@@ -39,6 +40,7 @@ from iocscope.wazuh.install import (
 )
 from iocscope.wazuh.logscan import Severity
 from iocscope.wazuh.ossec_conf import AR_COMMAND, INTEGRATION_NAME, Element
+from iocscope.wazuh.queue import SPILL_DIR_NAME
 
 # Integrations built into integratord (4.x integrator.c, later 4.x
 # releases); any other name must start with "custom-".
@@ -78,6 +80,8 @@ class CheckOptions:
 
     ``group`` names the group of the Wazuh daemons; None tries wazuh, then
     ossec. ``now`` is the clock for the spool age (seconds since the epoch).
+    ``data_dir`` is iocscope's data directory; with it, the events waiting
+    in the daemon's queue buffer are counted too.
     """
 
     wazuh_dir: Path
@@ -85,6 +89,7 @@ class CheckOptions:
     group: str | None = None
     backlog_max_age: float = DEFAULT_BACKLOG_MAX_AGE
     now: float | None = None
+    data_dir: Path | None = None
 
 
 @dataclass
@@ -138,6 +143,7 @@ def run_checks(options: CheckOptions) -> list[CheckResult]:
     _check_rules(context)
     _check_socket(context)
     _check_spool(context)
+    _check_queue_buffer(context)
     _check_log(context)
     return context.results
 
@@ -600,6 +606,35 @@ def _check_spool(context: _Context) -> None:
             f"{len(bad)} unparsable files in {spool / 'bad'}",
             "inspect and delete them; the daemon log names the reason for each",
         )
+
+
+def _check_queue_buffer(context: _Context) -> None:
+    data_dir = context.options.data_dir
+    if data_dir is None:
+        return
+    buffer = data_dir / SPILL_DIR_NAME
+    try:
+        with os.scandir(buffer) as entries:
+            waiting = sum(1 for entry in entries if entry.name.endswith(".msg"))
+    except FileNotFoundError:
+        waiting = 0  # the daemon creates it when it first has to keep an event
+    except OSError as exc:
+        context.add(
+            "queue buffer",
+            Status.WARN,
+            f"cannot read {buffer}: {exc.strerror}",
+            "run the check as root or as the daemon's user",
+        )
+        return
+    if waiting:
+        context.add(
+            "queue buffer",
+            Status.WARN,
+            f"{waiting} events wait in {buffer} for analysisd's queue socket",
+            "start the manager and the iocscope daemon; the daemon sends them first",
+        )
+    else:
+        context.add("queue buffer", Status.OK, f"no events waiting in {buffer}")
 
 
 # ossec.log

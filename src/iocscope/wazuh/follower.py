@@ -55,8 +55,17 @@ class AlertsFollower:
         if self._current is None and start_at_end:
             # A first start skips the history; a file that appears later is all new.
             self._current = _end_of(path)
+            if self._current is not None:
+                # Saved at once, so a run that reads no line (``iocscope run
+                # --once``) still leaves the start for the next run.
+                save_checkpoint(checkpoint_path, self._current)
         self.rotations = 0
         self.truncations = 0
+
+    @property
+    def path(self) -> Path:
+        """The followed alerts.json."""
+        return self._path
 
     def read_lines(self) -> list[FollowedLine]:
         """Return the complete lines written since the last call (at most one batch)."""

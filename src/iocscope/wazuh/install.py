@@ -180,9 +180,13 @@ class Placer:
     def _own(self, path: Path, mode: int) -> None:
         os.chmod(path, mode)
         if self.ownership.gid is None:
-            self.result.chown_commands.append(self.ownership.chown_command(path))
+            self._add_chown_command(path)
         else:
             os.chown(path, 0, self.ownership.gid)
+
+    def _add_chown_command(self, path: Path) -> None:
+        if self.ownership.gid is None:
+            self.result.chown_commands.append(self.ownership.chown_command(path))
 
     def _is_current(self, path: Path, data: bytes, mode: int) -> bool:
         try:
@@ -201,11 +205,11 @@ class Placer:
         """Write ``data`` atomically unless the file already contains it with the right mode."""
         if self._is_current(path, data, mode):
             self._record("unchanged", path)
-            if self.ownership.gid is None:
-                self.result.chown_commands.append(self.ownership.chown_command(path))
+            self._add_chown_command(path)
             return
         self._record("write", path, f"mode {mode:04o}")
         if self.dry_run:
+            self._add_chown_command(path)
             return
         write_atomic(path, data, mode)
         self._own(path, mode)
@@ -217,6 +221,7 @@ class Placer:
             return
         self._record("mkdir" if not path.exists() else "chmod", path, f"mode {mode:04o}")
         if self.dry_run:
+            self._add_chown_command(path)
             return
         path.mkdir(parents=True, exist_ok=True)
         self._own(path, mode)
@@ -303,11 +308,19 @@ def check_wazuh_dir(wazuh_dir: Path) -> Path:
 
 
 def read_ossec_conf(path: Path) -> str:
-    """Read ossec.conf as UTF-8 text, raising ConfigError when it cannot be read."""
+    """Read ossec.conf as UTF-8 text with its line ends as they are.
+
+    Raises ConfigError when the file cannot be read.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def uses_crlf(text: str) -> bool:
+    """Tell whether every line of ``text`` ends in CRLF (a file edited on Windows)."""
+    return "\r\n" in text and text.count("\r\n") == text.count("\n")
 
 
 def backup_path(conf: Path, now: datetime) -> Path:
@@ -326,10 +339,14 @@ def edit_ossec_conf(
 ) -> None:
     """Apply ``transform`` to ossec.conf, with a backup first; no change, no backup.
 
-    The new file keeps the old one's mode and owner. In a dry run the diff
-    is stored in the placer's result and nothing is written.
+    The new file keeps the old one's mode, owner and line ends: a CRLF file
+    is edited with LF line ends and written back with CRLF, so uninstalling
+    restores it byte for byte. In a dry run the diff is stored in the
+    placer's result and nothing is written.
     """
-    old = read_ossec_conf(conf)
+    text = read_ossec_conf(conf)
+    crlf = uses_crlf(text)
+    old = text.replace("\r\n", "\n") if crlf else text
     new = transform(old)
     if new == old:
         placer.keep(conf, "already up to date")
@@ -341,7 +358,8 @@ def edit_ossec_conf(
     backup = backup_path(conf, clock())
     status = conf.stat()
     shutil.copy2(conf, backup)
-    write_atomic(conf, new.encode("utf-8"), status.st_mode & 0o7777)
+    data = (new.replace("\n", "\r\n") if crlf else new).encode("utf-8")
+    write_atomic(conf, data, status.st_mode & 0o7777)
     if os.geteuid() == 0:
         os.chown(backup, status.st_uid, status.st_gid)
         os.chown(conf, status.st_uid, status.st_gid)
@@ -440,7 +458,13 @@ def install(options: InstallOptions, clock: Clock = utcnow) -> InstallResult:
     conf = check_wazuh_dir(wazuh_dir)
     scripts = load_scripts(options.scripts_dir)
     rules = render_rules(options.rule_base_id).encode("utf-8")
-    placer = Placer(resolve_ownership(options.group), dry_run=options.dry_run)
+    ownership, missing_group = _install_ownership(options)
+    placer = Placer(ownership, dry_run=options.dry_run)
+    if missing_group:
+        placer.result.notes.append(
+            f"group {ownership.group!r} does not exist on this host; the owners shown assume "
+            "it does on the Wazuh manager"
+        )
     for name, target in SCRIPT_TARGETS.items():
         placer.write(wazuh_dir / target, scripts[name], SCRIPT_MODE)
     placer.write(wazuh_dir / RULES_FILE, rules, RULES_MODE)
@@ -460,6 +484,20 @@ def install(options: InstallOptions, clock: Clock = utcnow) -> InstallResult:
         )
     _add_restart_note(placer.result)
     return placer.result
+
+
+def _install_ownership(options: InstallOptions) -> tuple[Ownership, bool]:
+    """Return the ownership for ``install`` and whether its group is missing on this host.
+
+    Only a dry run accepts a missing group: it shows what a run on the
+    Wazuh manager would do, with chown commands for the group named.
+    """
+    try:
+        return resolve_ownership(options.group), False
+    except ConfigError:
+        if not options.dry_run:
+            raise
+    return Ownership(options.group or WAZUH_GROUPS[0], None), True
 
 
 def _add_restart_note(result: InstallResult) -> None:

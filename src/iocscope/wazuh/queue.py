@@ -47,6 +47,15 @@ MANAGER_AGENT_ID = "000"
 MAX_DATAGRAM_BYTES = 65_535
 MAX_MESSAGE_BYTES = 65_000
 
+# The directory under the data directory that keeps events while analysisd is
+# away. Events can name internal hosts, so only the daemon's user may read it.
+SPILL_DIR_NAME = "queue-buffer"
+SPILL_DIR_MODE = 0o700
+SPILL_FILE_MODE = 0o600
+
+# Error messages quote at most this many characters of a forged agent value.
+QUOTED_VALUE_LENGTH = 80
+
 # Wazuh agent names contain letters, digits, "-", "_" and "." only, because
 # authd rejects other names. Anything else cannot come from a real alert and
 # could break the header.
@@ -87,11 +96,11 @@ def format_header(alert: Mapping[str, Any], *, location: str = LOCATION) -> str:
     if agent_id == MANAGER_AGENT_ID:
         return f"{QUEUE_ID}:{escape_location(location)}:"
     if not _AGENT_ID.fullmatch(agent_id):
-        raise AlertError(f"invalid agent ID {agent_id!r} in alert: expected 3 to 8 digits")
+        raise AlertError(f"invalid agent ID {_quote(agent_id)} in alert: expected 3 to 8 digits")
     name = str(agent.get("name", ""))
     if not _AGENT_NAME.fullmatch(name):
         raise AlertError(
-            f"invalid agent name {name!r} in alert: expected letters, digits, '-', '_' or '.'"
+            f"invalid agent name {_quote(name)} in alert: expected letters, digits, '-', '_' or '.'"
         )
     address = _agent_address(agent.get("ip"))
     full = f"[{agent_id}] ({name}) {address}->{location}"
@@ -104,6 +113,16 @@ def build_message(alert: Mapping[str, Any], event: Mapping[str, Any]) -> bytes:
     return header + fit_event(event, MAX_MESSAGE_BYTES - len(header))
 
 
+def _quote(value: str) -> str:
+    """Return ``repr(value)``, cut to ``QUOTED_VALUE_LENGTH`` characters with a marker.
+
+    A forged agent field can be kilobytes long; the log needs only its start.
+    """
+    if len(value) <= QUOTED_VALUE_LENGTH:
+        return repr(value)
+    return f"{value[:QUOTED_VALUE_LENGTH]!r}... ({len(value)} characters)"
+
+
 def _agent_address(value: object) -> str:
     if value in (None, "", "any"):
         return "any"
@@ -113,7 +132,7 @@ def _agent_address(value: object) -> str:
         ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise AlertError(
-            f"invalid agent IP {text!r} in alert: expected an address or 'any'"
+            f"invalid agent IP {_quote(text)} in alert: expected an address or 'any'"
         ) from None
     return text
 
@@ -138,7 +157,8 @@ class QueueWriter:
     there at once (one fsynced file each), so a crash or restart of iocscope
     loses none; files left by an earlier run are sent first. Without it, up to
     ``buffer_limit`` messages are kept in memory and further ones are dropped
-    and counted. ``send`` blocks for at most ``send_timeout`` seconds.
+    and counted. ``send`` blocks for at most ``send_timeout`` seconds. The
+    spill directory is created with mode 0700 and its files with 0600.
     """
 
     def __init__(
@@ -167,6 +187,11 @@ class QueueWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def socket_path(self) -> Path:
+        """The analysisd queue socket this writer sends to."""
+        return self._path
 
     @property
     def pending(self) -> int:
@@ -272,11 +297,13 @@ class QueueWriter:
         self._memory.append(message)
 
     def _spill(self, directory: Path, message: bytes) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        _make_private_dir(directory)
         final = directory / f"{self._next_file:020d}.msg"
         temporary = directory / f"{self._next_file:020d}.tmp"
         self._next_file += 1
-        with temporary.open("wb") as handle:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(temporary, flags, SPILL_FILE_MODE), "wb") as handle:
+            os.fchmod(handle.fileno(), SPILL_FILE_MODE)  # a file left by an older run may be 0644
             handle.write(message)
             handle.flush()
             os.fsync(handle.fileno())
@@ -296,6 +323,18 @@ class QueueWriter:
         if files:
             self._next_file = int(files[-1].stem) + 1
             logger.info("%d kept events from an earlier run will be sent first", len(files))
+
+
+def _make_private_dir(directory: Path) -> None:
+    """Create ``directory`` with mode 0700, or take group and other access off an existing one."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=SPILL_DIR_MODE)
+    except FileExistsError:
+        # An older iocscope created it with the umask's mode, often 0755.
+        if directory.stat().st_mode & 0o077 == 0:
+            return
+    directory.chmod(SPILL_DIR_MODE)  # mkdir applies the umask
 
 
 def _is_retryable(exc: OSError) -> bool:

@@ -76,12 +76,15 @@ LOG_FILE = ("logs", "integrations.log")  # under the Wazuh directory
 # Alert ids are short ("1714557600.1000"); a longer value is cut in log lines.
 LOGGED_VALUE_LENGTH = 80
 
-# The marker iocscope puts into its own events, and the rule groups whose
-# alerts must never be enriched again: iocscope's rules carry the group
-# "iocscope", and alerts about active-response runs ("active_response") would
-# feed blocks and enrichments back into each other.
+# iocscope's own events carry the location "iocscope" (the queue header the
+# daemon writes, iocscope.wazuh.queue.LOCATION) and the marker "iocscope" in
+# data.integration or as the key data.iocscope. The rule group "iocscope"
+# is no sign of an own event: iocscope's rules match on data.integration,
+# which a log line can set. Alerts about active-response runs
+# ("active_response") would feed blocks and enrichments back into each other.
 OWN_INTEGRATION = "iocscope"
-SKIPPED_GROUPS = ("iocscope", "active_response")
+OWN_LOCATION = "iocscope"
+SKIPPED_GROUPS = ("active_response",)
 
 JSON_WHITESPACE = " \t\n\r"
 
@@ -202,9 +205,17 @@ class _ScanContext:
 
 
 def is_own_event(alert: dict[str, object]) -> bool:
-    """Return True for iocscope's own events and for active-response alerts."""
+    """Return True for iocscope's own events and for active-response alerts.
+
+    An own event has the location ``iocscope`` (the daemon sends every event
+    under it) and the iocscope marker in ``data``. The marker alone is not
+    enough, because a log line can decode into ``data.integration``.
+    """
     data = alert.get("data")
-    if isinstance(data, dict) and data.get("integration") == OWN_INTEGRATION:
+    marked = isinstance(data, dict) and (
+        data.get("integration") == OWN_INTEGRATION or OWN_INTEGRATION in data
+    )
+    if marked and alert.get("location") == OWN_LOCATION:
         return True
     rule = alert.get("rule")
     groups = rule.get("groups") if isinstance(rule, dict) else None

@@ -70,9 +70,14 @@ LOG_FILE = ("logs", "active-responses.log")  # under the Wazuh directory
 LOGGED_VALUE_LENGTH = 80
 
 # iocscope's own events and alerts about active-response runs are never
-# enriched again, or blocks and enrichments would feed each other.
+# enriched again, or blocks and enrichments would feed each other. An own
+# event has the location "iocscope" (iocscope.wazuh.queue.LOCATION) and the
+# marker "iocscope" in data.integration or as the key data.iocscope. The
+# marker alone can come from a log line. So can the rule group "iocscope",
+# because iocscope's rules match on data.integration.
 OWN_INTEGRATION = "iocscope"
-SKIPPED_GROUPS = ("iocscope", "active_response")
+OWN_LOCATION = "iocscope"
+SKIPPED_GROUPS = ("active_response",)
 
 
 class InvalidMessageError(ValueError):
@@ -133,9 +138,17 @@ def _reject_constant(name: str) -> float:
 
 
 def is_own_event(alert: dict[str, object]) -> bool:
-    """Return True for iocscope's own events and for active-response alerts."""
+    """Return True for iocscope's own events and for active-response alerts.
+
+    An own event has the location ``iocscope`` (the daemon sends every event
+    under it) and the iocscope marker in ``data``. The marker alone is not
+    enough, because a log line can decode into ``data.integration``.
+    """
     data = alert.get("data")
-    if isinstance(data, dict) and data.get("integration") == OWN_INTEGRATION:
+    marked = isinstance(data, dict) and (
+        data.get("integration") == OWN_INTEGRATION or OWN_INTEGRATION in data
+    )
+    if marked and alert.get("location") == OWN_LOCATION:
         return True
     rule = alert.get("rule")
     groups = rule.get("groups") if isinstance(rule, dict) else None
