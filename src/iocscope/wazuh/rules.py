@@ -154,6 +154,10 @@ def _rule(
 
 
 def _base(names: _Names) -> str:
+    # NOTE: the base rule matches on the decoded JSON only, so any JSON log line
+    # that carries integration=iocscope also reaches these rules. A <location>
+    # condition on "iocscope" would close that, but how it must be written to
+    # match both manager and agent events has not been checked against analysisd.
     return _rule(
         names,
         "base",
