@@ -42,22 +42,25 @@ def sync_command(names: tuple[str, ...], due: bool) -> int:
             )
 
     outcomes = asyncio.run(run())
-    console = make_console(stderr=True)
     for outcome in outcomes:
-        console.print(
-            f"{outcome.feed}/{outcome.file}: {outcome.status.value}: {outcome.message}",
-            markup=False,
-            highlight=False,
-        )
+        click.echo(f"{outcome.feed}/{outcome.file}: {_outcome_text(outcome)}", err=True)
     offline = [o for o in outcomes if o.status is SyncStatus.OFFLINE]
     failed = [o for o in outcomes if not o.ok]
     if offline and len(offline) == len(failed):
-        console.print(
+        click.echo(
             f"offline: {len(offline)} feed files could not be reached; the files already "
             "in the data directory are kept and used",
-            markup=False,
+            err=True,
         )
     return EXIT_SYNC_INCOMPLETE if failed else 0
+
+
+def _outcome_text(outcome: SyncOutcome) -> str:
+    # Messages of some outcomes already start with their status word.
+    status = outcome.status.value
+    if outcome.message.startswith(f"{status}:"):
+        return outcome.message
+    return f"{status}: {outcome.message}"
 
 
 @feeds_group.command("import")

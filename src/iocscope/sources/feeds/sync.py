@@ -329,7 +329,8 @@ def _failed(
         )
     else:
         kept_note = "no earlier file exists, so the feed stays unavailable"
-    logger.warning("feed %s: sync of %s failed: %s", job.spec.name, job.file.filename, reason)
+    # INFO: every caller reports the outcome; `iocscope feeds sync` prints it.
+    logger.info("feed %s: sync of %s failed: %s", job.spec.name, job.file.filename, reason)
     return SyncOutcome(
         job.spec.name,
         job.file.filename,
