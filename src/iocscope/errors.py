@@ -22,6 +22,8 @@ into an exit code.
 
 from __future__ import annotations
 
+from iocscope.redact import redact_userinfo
+
 
 class IocscopeError(Exception):
     """Base class of every error iocscope raises on purpose."""
@@ -31,9 +33,10 @@ class InvalidIndicatorError(IocscopeError, ValueError):
     """A value is not a valid indicator; the message names the value and the rule."""
 
     def __init__(self, value: str, rule: str) -> None:
-        self.value = value
-        self.rule = rule
-        super().__init__(f"invalid indicator {value!r}: {rule}")
+        # Credentials in a rejected URL must not travel on in messages and logs.
+        self.value = redact_userinfo(value)
+        self.rule = redact_userinfo(rule)
+        super().__init__(f"invalid indicator {self.value!r}: {self.rule}")
 
 
 class ConfigError(IocscopeError):

@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -25,6 +26,7 @@ from iocscope.api.auth import (
     write_keys,
 )
 from iocscope.errors import ConfigError
+from tests.api.conftest import ApiEnv
 
 
 def fixed_clock() -> datetime:
@@ -289,3 +291,15 @@ def test_lock_in_unusable_folder_fails(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"cannot open the lock file {tmp_path / 'plain' / 'keys.json.lock'}: File exists"
     )
+
+
+async def test_access_log_omits_query(
+    client: httpx.AsyncClient, env: ApiEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = env.headers["X-API-Key"]
+    with caplog.at_level(logging.INFO, logger="iocscope.api.access"):
+        response = await client.get(f"/v1/sources?api_key={secret}")
+    lines = [record.getMessage() for record in caplog.records]
+    assert response.status_code == 401
+    assert any("path=/v1/sources status=401" in line for line in lines)
+    assert secret not in caplog.text

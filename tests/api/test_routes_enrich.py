@@ -174,3 +174,15 @@ async def test_second_lookup_is_cached(client: httpx.AsyncClient, env: ApiEnv) -
     second = await client.post("/v1/ioc/enrich", json={"value": MALICIOUS_IP}, headers=env.headers)
     assert first.json()["cached"] == []
     assert second.json()["cached"] == ["internetdb"]
+
+
+async def test_invalid_url_credentials_masked(client: httpx.AsyncClient, env: ApiEnv) -> None:
+    response = await client.post(
+        "/v1/ioc/enrich/batch",
+        json={"indicators": ["http://carol:pw3@", "hxxp://dave:pw4@evil[.]com:99999/"]},
+        headers=env.headers,
+    )
+    assert response.status_code == 200
+    assert "pw3" not in response.text
+    assert "pw4" not in response.text
+    assert "***@" in response.text

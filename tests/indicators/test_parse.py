@@ -291,7 +291,8 @@ SCHEMES = "ftp, ftps, http, https, sftp, ws, wss"
         ),
         ("d41d8cd98f00b204", f"invalid indicator 'd41d8cd98f00b204': 16 {HASH_RULE}"),
         ("https:///path", "invalid indicator 'https:///path': the URL has no host"),
-        ("https://user@/", "invalid indicator 'https://user@/': the URL has no host"),
+        # URL credentials are masked in the message, even in a rejected value.
+        ("https://user@/", "invalid indicator 'https://***@/': the URL has no host"),
         (
             "http:example.com",
             "invalid indicator 'http:example.com': a URL needs '//' and a host after the scheme",

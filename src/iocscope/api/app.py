@@ -181,6 +181,9 @@ def build_server(app: FastAPI, host: str, port: int, log_level: str = "info") ->
         server_header=False,
         # iocscope configures logging itself; uvicorn's own config would replace it.
         log_config=None,
+        # uvicorn's access log writes the query string, where a careless client
+        # may put its key; iocscope.api.access logs method, path and status.
+        access_log=False,
         lifespan="on",
     )
     return uvicorn.Server(config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
+
+access_logger = logging.getLogger("iocscope.api.access")
 
 REQUEST_ID_KEY = "iocscope.request_id"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -81,11 +84,21 @@ class ErrorBoundary:
             return
         scope[REQUEST_ID_KEY] = secrets.token_hex(8)
         started = False
+        began = time.perf_counter()
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                # The access log line: never the query string, which may carry a key.
+                access_logger.info(
+                    "request=%s method=%s path=%s status=%s latency_ms=%.0f",
+                    scope[REQUEST_ID_KEY],
+                    scope["method"],
+                    scope["path"],
+                    message["status"],
+                    (time.perf_counter() - began) * 1000,
+                )
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],

@@ -18,6 +18,7 @@ from iocscope.engine.pipeline import gather_bounded
 from iocscope.engine.report import enrichment_record
 from iocscope.errors import InvalidIndicatorError
 from iocscope.indicators.model import Indicator
+from iocscope.redact import redact_userinfo
 
 
 class JsonResponse(Response):
@@ -55,6 +56,11 @@ class BatchEntry:
 
     def error_body(self) -> dict[str, str]:
         return {"code": "invalid_indicator", "message": str(self.error)}
+
+    @property
+    def shown_value(self) -> str:
+        """The requested value as echoed back, URL credentials masked."""
+        return redact_userinfo(self.value)
 
 
 async def enrich_items(services: Services, items: list[IndicatorIn | str]) -> list[BatchEntry]:

@@ -43,7 +43,7 @@ async def enrich_batch(body: IndicatorList, services: ServicesDep, key: KeyDep) 
     results = [
         entry.record
         if entry.record is not None
-        else {"value": entry.value, "type": entry.type_name, "error": entry.error_body()}
+        else {"value": entry.shown_value, "type": entry.type_name, "error": entry.error_body()}
         for entry in entries
     ]
     return JsonResponse({"results": results, "count": len(results), "took_ms": elapsed_ms(started)})

@@ -46,7 +46,7 @@ def _result(entry: BatchEntry) -> dict[str, Any]:
     record = entry.record
     if record is None:
         return {
-            "indicator": entry.value,
+            "indicator": entry.shown_value,
             "type": entry.type_name,
             "verdict": None,
             "score": None,

@@ -18,7 +18,6 @@ from iocscope.api.responses import JsonResponse
 from iocscope.api.schemas import HealthResponse, ReadyResponse, SourcesResponse
 from iocscope.api.services import KeyDep, Services, ServicesDep
 from iocscope.errors import ConfigError
-from iocscope.sources.contract import SourceKind
 from iocscope.sources.registry import SourceState
 
 logger = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ def _source_status(services: Services, state: SourceState) -> dict[str, Any]:
         "calls_last_minute": None,
         "paused_until": None,
     }
-    if meta.kind is not SourceKind.API:
+    if meta.offline:
         # Feeds and offline databases cost nothing, so the limiter never counts them.
         return status
     try:

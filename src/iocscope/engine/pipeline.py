@@ -32,6 +32,7 @@ from iocscope.indicators.model import Indicator, IndicatorType, Scope
 from iocscope.indicators.parse import parse_indicator
 from iocscope.indicators.scope import ScopePolicy, classify_scope
 from iocscope.sources.contract import Source, SourceKind, SourceMeta, SourceResult, Status
+from iocscope.sources.http import CANCEL_GRACE, max_connections
 from iocscope.sources.registry import SourceState
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class Engine:
         self._cache = cache
         self._limiter = limiter
         self._circuit = CircuitBreaker(settings.circuit_threshold, settings.circuit_cooldown)
+        # Fewer calls in flight than pooled connections, so no request ever
+        # waits for a connection inside httpx, where a cancellation can leak it.
+        self._remote_slots = asyncio.Semaphore(max(1, max_connections(settings) // 2))
         self._clock = clock
         self._in_flight: dict[tuple[str, str, str], asyncio.Future[SourceResult]] = {}
         self.stats = EngineStats()
@@ -213,7 +217,8 @@ class Engine:
         """
         name = source.meta.name
         try:
-            result = await self._call(source, indicator, reraise_unreachable=True)
+            async with self._remote_slots:
+                result = await self._call(source, indicator, reraise_unreachable=True)
         except ConnectionFailedError as exc:
             self._circuit.record_failure(name)
             return self._record_error(exc), True
@@ -230,7 +235,8 @@ class Engine:
         timeout = self._settings.source(meta.name).timeout or meta.timeout
         self.stats.source_calls[meta.name] += 1
         try:
-            return await asyncio.wait_for(source.lookup(indicator), timeout)
+            # The grace lets the source's HTTP client end a slow call itself.
+            return await asyncio.wait_for(source.lookup(indicator), timeout + CANCEL_GRACE)
         except ConnectionFailedError as exc:
             if reraise_unreachable:
                 raise

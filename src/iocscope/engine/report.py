@@ -7,16 +7,12 @@ clients written for them can read iocscope's output unchanged.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 from iocscope.engine.model import Enrichment
+from iocscope.redact import redact_userinfo
 from iocscope.sources.contract import SourceResult, Status
-
-# The user-information part of a URL, also in defanged forms such as
-# hxxps://user:pass@host; the host part starts after the last "@".
-_USERINFO = re.compile(r"//[^/?#\s]*@")
 
 
 def enrichment_record(enrichment: Enrichment) -> dict[str, Any]:
@@ -45,11 +41,6 @@ def enrichment_record(enrichment: Enrichment) -> dict[str, Any]:
         "cached": list(enrichment.cached),
         "took_ms": enrichment.took_ms,
     }
-
-
-def redact_userinfo(text: str) -> str:
-    """Replace URL credentials (``//user:password@``) in text kept for display."""
-    return _USERINFO.sub("//***@", text)
 
 
 def source_record(result: SourceResult) -> dict[str, Any]:

@@ -58,6 +58,17 @@ QuotaBodyCheck = Callable[[Any], bool]
 _NOT_JSON = object()
 
 
+# Seconds the outer asyncio deadline waits beyond the httpx timeout, so that
+# httpx ends a slow request itself. Cancelling a request while it connects can
+# leave its pool slot stuck (seen with httpcore 1.0 under contention).
+CANCEL_GRACE = 0.5
+
+
+def max_connections(settings: Settings) -> int:
+    """Return the size of the shared connection pool."""
+    return max(32, 4 * settings.concurrency)
+
+
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
     """Build the one ``AsyncClient`` shared by every source.
 
@@ -67,7 +78,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     # Each indicator fans out to several sources at once, so the pool grows
     # with the number of indicators enriched concurrently.
     limits = httpx.Limits(
-        max_connections=max(32, 4 * settings.concurrency),
+        max_connections=max_connections(settings),
         max_keepalive_connections=max(8, settings.concurrency),
         keepalive_expiry=30.0,
     )
@@ -267,7 +278,7 @@ async def _send_once(call: _Call, timeout: float, attempt: int) -> tuple[int, An
     outcome = "error"
     try:
         # httpx timeouts bound each network operation; this bounds the attempt.
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout + CANCEL_GRACE):
             response, body = await _fetch(call, timeout)
         outcome = str(response.status_code)
     except (httpx.TimeoutException, TimeoutError) as exc:
