@@ -20,6 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from iocscope.cli.context import cli_context
 from iocscope.cli.render import make_console
+from iocscope.config import Settings
 from iocscope.engine.alerts import AlertEnricher
 from iocscope.observables.alerts import read_alerts
 from iocscope.runtime import open_runtime
@@ -41,7 +42,7 @@ def alerts_command(files: tuple[Path, ...]) -> int:
         if str(path) != "-" and (not path.exists() or path.is_dir()):
             raise click.BadParameter(f"{path} is not a readable file", param_hint="FILES")
     stderr = make_console(stderr=True)
-    summary = asyncio.run(_run(paths, settings.alerts.max_observables, stderr))
+    summary = asyncio.run(_run(settings, paths, stderr))
     _print_summary(summary)
     if summary["alerts_read"] == 0 and summary["invalid_lines"] > 0:
         click.echo("error: no input line is a Wazuh alert in the alerts.json format", err=True)
@@ -49,9 +50,9 @@ def alerts_command(files: tuple[Path, ...]) -> int:
     return 0
 
 
-async def _run(paths: tuple[Path, ...], max_observables: int, stderr: Console) -> dict[str, Any]:
-    async with open_runtime(cli_context().settings()) as runtime:
-        enricher = AlertEnricher(runtime.engine, max_observables)
+async def _run(settings: Settings, paths: tuple[Path, ...], stderr: Console) -> dict[str, Any]:
+    async with open_runtime(settings) as runtime:
+        enricher = AlertEnricher(runtime.engine, settings.alerts.max_observables)
         window = runtime.settings.concurrency
         pending: deque[asyncio.Task[list[dict[str, Any]]]] = deque()
         errors_shown = 0

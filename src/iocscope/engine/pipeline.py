@@ -42,12 +42,9 @@ logger = logging.getLogger(__name__)
 class EngineStats:
     """Counters of one engine's lifetime, for summaries and metrics."""
 
-    enrichments: int = 0
     source_calls: Counter[str] = field(default_factory=Counter)
     cache_hits: Counter[str] = field(default_factory=Counter)
     source_errors: Counter[str] = field(default_factory=Counter)
-    not_public: int = 0
-    allowlisted: int = 0
 
 
 class Engine:
@@ -81,10 +78,6 @@ class Engine:
     def policy(self) -> ScopePolicy:
         return self._policy
 
-    @property
-    def sources(self) -> tuple[Source, ...]:
-        return self._sources
-
     def circuit_state(self, name: str) -> CircuitState:
         """Return whether the engine currently calls the source ``name``."""
         return self._circuit.state(name)
@@ -96,14 +89,11 @@ class Engine:
     async def enrich(self, indicator: Indicator) -> Enrichment:
         """Run the whole pipeline for one parsed indicator."""
         started = self._clock()
-        self.stats.enrichments += 1
         scope = classify_scope(indicator, self._policy)
         if not scope.is_public:
-            self.stats.not_public += 1
             return self._not_public(indicator, scope, started)
         allowed_by = self._allowlist.match(indicator)
         if allowed_by is not None:
-            self.stats.allowlisted += 1
             return self._allowlisted(indicator, scope, allowed_by, started)
         results, cached = await self._ask_sources(indicator)
         if results:

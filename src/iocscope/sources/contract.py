@@ -19,7 +19,7 @@ from iocscope.indicators.model import Indicator, IndicatorType
 
 
 class SourceKind(StrEnum):
-    """How a source gets its data."""
+    """Kind of source, by where its data comes from."""
 
     FEED = "feed"  # bulk list synced to disk, matched in memory
     API = "api"  # HTTP API called at lookup time
@@ -37,7 +37,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SourceMeta:
-    """What a source is and how it may be called.
+    """Description of a source and of the limits on calling it.
 
     ``weight`` is the default strength of a flag from this source in the
     score (0.0-1.0); configuration may override it. ``rate_per_minute`` and
@@ -57,14 +57,14 @@ class SourceMeta:
     reference: str = ""
     licence: str = ""
     benign_only: bool = False  # an allowlist: its hits are benign hints, never flags
-    # Answers from local data (synced feeds, an offline database): no network,
+    # Results come from local data (synced feeds, an offline database): no network,
     # no quota, so no cache, limiter or circuit breaker in front of it.
     offline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SourceResult:
-    """One source's normalised answer about one indicator.
+    """One source's normalised result about one indicator.
 
     ``found`` says the source knows the indicator at all; ``flagged`` says it
     considers it malicious; ``benign`` marks a benign hint (an allowlist hit,
