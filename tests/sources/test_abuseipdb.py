@@ -6,11 +6,10 @@ import ipaddress
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -29,36 +28,26 @@ from iocscope.errors import (
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.abuseipdb import CHECK_PATH, META, AbuseIpdbSource, create
 from iocscope.sources.contract import SourceKind, Status
-from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import build_http_client
+from tests.sources.support import (
+    RecordedSleep,
+    assert_key_not_logged,
+    deps,
+    fixture,
+    raises_exactly,
+)
 from tests.support.corpus import CORPUS, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "abuseipdb-test-key-7d1f0c94e2"
 KEY_ENV = "IOCSCOPE_ABUSEIPDB_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(path.name for path in (CORPUS / "api-responses" / "abuseipdb").glob("*.json"))
 PREFIXES = itertools.count()
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
 
 
 def indicator(value: str) -> Indicator:
     version = ipaddress.ip_address(value).version
     kind = IndicatorType.IPV4 if version == 4 else IndicatorType.IPV6
     return Indicator(type=kind, value=value, original=value, display=value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -85,26 +74,9 @@ class Provider:
         return AbuseIpdbSource(self.client, SecretStr(KEY), sleep=self.sleep, **options)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
-
-
 @pytest.fixture
 def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
     return Provider(server, f"/abuse{next(PREFIXES)}", client, RecordedSleep())
-
-
-def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
-    # AbuseIPDB never reads feeds, so no feed store is loaded.
-    return SourceDeps(settings=settings, http=client, feeds=cast(Any, None))
 
 
 async def test_reported_address(provider: Provider) -> None:
@@ -351,12 +323,10 @@ async def test_failure(
 ) -> None:
     provider.queue(reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(indicator("203.0.113.7"))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
-    assert info.value.source == "abuseipdb"
+    raised = await raises_exactly(
+        provider.source().lookup(indicator("203.0.113.7")), error, message
+    )
+    assert raised.source == "abuseipdb"
     assert len(provider.requests()) == attempts
 
 
@@ -441,12 +411,7 @@ async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFix
     ]
     # httpx and httpcore log every request at DEBUG; they must not leak it either.
     assert {"httpx", "httpcore.http11", "iocscope.sources.http"} <= {r.name for r in caplog.records}
-    for record in caplog.records:
-        assert KEY not in record.getMessage()
-        assert KEY not in repr(record.args)
-        assert KEY not in (record.exc_text or "")
-    assert KEY not in caplog.text
-    assert KEY not in repr(source)
+    assert_key_not_logged(KEY, caplog, source)
     for received in provider.requests():
         assert KEY not in received.path
         assert KEY not in repr(received.query)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -27,37 +25,21 @@ from iocscope.errors import (
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.crowdsec import META, CrowdSecSource, create
-from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
-from iocscope.sources.http import build_http_client
+from tests.sources.support import RecordedSleep, deps, fixture, raises_exactly
 from tests.support.corpus import CORPUS, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "crowdsec-test-key-61be0f"
 KEY_ENV = "IOCSCOPE_CROWDSEC_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(path.name for path in (CORPUS / "api-responses" / "crowdsec").glob("*.json"))
 PREFIXES = itertools.count()
 ADDRESS = "203.0.113.66"
 
 
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
 def ip(value: str = ADDRESS) -> Indicator:
     kind = IndicatorType.IPV6 if ":" in value else IndicatorType.IPV4
     return Indicator(type=kind, value=value, original=value, display=value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -87,25 +69,9 @@ class Provider:
         return CrowdSecSource(self.client, SecretStr(KEY), sleep=self.sleep, **options)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
-
-
 @pytest.fixture
 def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
     return Provider(server, f"/cs{next(PREFIXES)}", client, RecordedSleep())
-
-
-def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
-    return SourceDeps(settings=settings, http=client, feeds=cast(Any, None))
 
 
 async def test_malicious_address(provider: Provider) -> None:
@@ -318,11 +284,7 @@ async def test_failure(
 ) -> None:
     provider.queue(ADDRESS, reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(ip())
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.source().lookup(ip()), error, message)
     assert len(provider.requests(ADDRESS)) == attempts
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from iocscope.config import Settings, settings_from_mapping
+from iocscope.config import settings_from_mapping
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
@@ -28,34 +26,19 @@ from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
 from iocscope.sources.greynoise import META, GreyNoiseSource, create
-from iocscope.sources.http import build_http_client
+from tests.sources.support import RecordedSleep, fixture, raises_exactly
 from tests.support.corpus import CORPUS, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "greynoise-test-key-5d0e2b"
 KEY_ENV = "IOCSCOPE_GREYNOISE_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(path.name for path in (CORPUS / "api-responses" / "greynoise").glob("*.json"))
 PREFIXES = itertools.count()
 ADDRESS = "203.0.113.66"
 
 
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
 def ipv4(value: str = ADDRESS) -> Indicator:
     return Indicator(type=IndicatorType.IPV4, value=value, original=value, display=value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -85,18 +68,6 @@ class Provider:
         options.setdefault("key_hint", f"check {KEY_ENV}")
         secret = SecretStr(key) if key is not None else None
         return GreyNoiseSource(self.client, secret, sleep=self.sleep, **options)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
 
 
 @pytest.fixture
@@ -291,11 +262,7 @@ async def test_failure(
 ) -> None:
     provider.queue(ADDRESS, reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(ipv4())
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.source().lookup(ipv4()), error, message)
     assert len(provider.requests(ADDRESS)) == attempts
 
 

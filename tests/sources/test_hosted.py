@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -39,17 +39,18 @@ from iocscope.sources.hosted import (
     create_enrich,
     create_lookup,
 )
-from iocscope.sources.http import build_http_client
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.sources.support import (
+    RecordedSleep,
+    assert_key_not_logged,
+    deps,
+    fixture,
+    raises_exactly,
+)
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "sk-dfir-test-key-93b1c0d7e5f2"
-FIXTURES = Path(__file__).parent / "fixtures"
 PREFIXES = itertools.count()
 ADDRESS = "203.0.113.42"
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
 
 
 def indicator(value: str, kind: IndicatorType = IndicatorType.IPV4) -> Indicator:
@@ -59,16 +60,6 @@ def indicator(value: str, kind: IndicatorType = IndicatorType.IPV4) -> Indicator
 def lookup_body(verdict: Any, score: Any) -> str:
     result = {"indicator": {"type": "ip", "value": ADDRESS}, "verdict": verdict, "score": score}
     return json.dumps({"data": {"results": [result]}, "meta": {}})
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -99,18 +90,6 @@ class Provider:
         return HostedEnrichSource(self.client, SecretStr(KEY), sleep=self.sleep, **options)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
-
-
 @pytest.fixture
 def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
     return Provider(server, f"/hosted{next(PREFIXES)}", client, RecordedSleep())
@@ -120,11 +99,6 @@ def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
 def fresh_drift() -> None:
     # Drift warnings are logged once per process; each test starts from none.
     reset_drift_warnings()
-
-
-def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
-    # Hosted sources never read feeds, so no feed store is loaded.
-    return SourceDeps(settings=settings, http=client, feeds=cast(Any, None))
 
 
 async def test_lookup_malicious(provider: Provider) -> None:
@@ -383,11 +357,7 @@ async def test_lookup_failure(
 ) -> None:
     provider.queue(LOOKUP_PATH, reply)
 
-    with pytest.raises(error) as info:
-        await provider.lookup_source().lookup(indicator(ADDRESS))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.lookup_source().lookup(indicator(ADDRESS)), error, message)
     assert len(provider.requests(LOOKUP_PATH)) == attempts
 
 
@@ -466,11 +436,7 @@ async def test_enrich_failure(
 ) -> None:
     provider.queue(ENRICH_PATH, reply)
 
-    with pytest.raises(error) as info:
-        await provider.enrich_source().lookup(indicator(ADDRESS))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.enrich_source().lookup(indicator(ADDRESS)), error, message)
 
 
 async def test_timeout(provider: Provider) -> None:
@@ -513,12 +479,7 @@ async def test_key_never_logged(
         f"check IOCSCOPE_{name.upper()}_API_KEY"
     ]
     assert {"httpx", "httpcore.http11", "iocscope.sources.http"} <= {r.name for r in caplog.records}
-    for record in caplog.records:
-        assert KEY not in record.getMessage()
-        assert KEY not in repr(record.args)
-        assert KEY not in (record.exc_text or "")
-    assert KEY not in caplog.text
-    assert KEY not in repr(source)
+    assert_key_not_logged(KEY, caplog, source)
     for received in provider.requests(path):
         assert KEY.encode() not in received.body
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 
-from iocscope.config import Settings, settings_from_mapping
+from iocscope.config import settings_from_mapping
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
@@ -23,33 +21,18 @@ from iocscope.errors import (
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
-from iocscope.sources.http import build_http_client
 from iocscope.sources.internetdb import META, InternetDbSource, create
+from tests.sources.support import RecordedSleep, fixture, raises_exactly
 from tests.support.corpus import CORPUS, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(path.name for path in (CORPUS / "api-responses" / "shodan").glob("*.json"))
 PREFIXES = itertools.count()
 ADDRESS = "203.0.113.66"
 
 
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
 def ipv4(value: str) -> Indicator:
     return Indicator(type=IndicatorType.IPV4, value=value, original=value, display=value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -74,18 +57,6 @@ class Provider:
     def source(self, **options: Any) -> InternetDbSource:
         options.setdefault("base_url", self.base_url)
         return InternetDbSource(self.client, sleep=self.sleep, **options)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
 
 
 @pytest.fixture
@@ -260,11 +231,7 @@ async def test_failure(
 ) -> None:
     provider.queue(ADDRESS, reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(ipv4(ADDRESS))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.source().lookup(ipv4(ADDRESS)), error, message)
     assert len(provider.requests(ADDRESS)) == attempts
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from iocscope.config import Settings, settings_from_mapping
+from iocscope.config import settings_from_mapping
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
@@ -27,14 +25,13 @@ from iocscope.sources import ipinfo
 from iocscope.sources.contract import SourceKind, Status
 from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
-from iocscope.sources.http import build_http_client
 from iocscope.sources.ipinfo import META, IpinfoSource, create
+from tests.sources.support import RecordedSleep, fixture, raises_exactly
 from tests.support.corpus import CORPUS, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
 TOKEN = "ipinfo-test-token-0a7c3e"
 TOKEN_ENV = "IOCSCOPE_IPINFO_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(
     path.name
     for path in (CORPUS / "api-responses" / "ipinfo").glob("*ipinfo*.json")
@@ -44,23 +41,9 @@ PREFIXES = itertools.count()
 ADDRESS = "198.51.100.20"
 
 
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
 def ip(value: str = ADDRESS) -> Indicator:
     kind = IndicatorType.IPV6 if ":" in value else IndicatorType.IPV4
     return Indicator(type=kind, value=value, original=value, display=value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -87,18 +70,6 @@ class Provider:
         options.setdefault("key_hint", f"check {TOKEN_ENV}")
         secret = SecretStr(token) if token is not None else None
         return IpinfoSource(self.client, secret, sleep=self.sleep, **options)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
 
 
 @pytest.fixture
@@ -279,11 +250,7 @@ async def test_failure(
 ) -> None:
     provider.queue(ADDRESS, reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(ip())
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.source().lookup(ip()), error, message)
     assert len(provider.requests(ADDRESS)) == attempts
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -26,36 +24,26 @@ from iocscope.errors import (
 )
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import SourceKind, Status
-from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
-from iocscope.sources.http import build_http_client
 from iocscope.sources.opencti import GRAPHQL_PATH, META, QUERY, OpenCtiSource, create
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.sources.support import (
+    RecordedSleep,
+    assert_key_not_logged,
+    deps,
+    fixture,
+    raises_exactly,
+)
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "opencti-test-token-7a6b5c4d-3e2f-1a0b"
 KEY_ENV = "IOCSCOPE_OPENCTI_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 PREFIXES = itertools.count()
 ADDRESS = "203.0.113.77"
 OBSERVABLE_ID = "9c1b7f4e-2d3a-4b5c-8e6f-0a1b2c3d4e5f"
 
 
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
 def indicator(value: str, kind: IndicatorType = IndicatorType.IPV4) -> Indicator:
     return Indicator(type=kind, value=value, original=value, display=value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -82,26 +70,9 @@ class Provider:
         return OpenCtiSource(self.client, SecretStr(KEY), sleep=self.sleep, **options)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
-
-
 @pytest.fixture
 def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
     return Provider(server, f"/opencti{next(PREFIXES)}", client, RecordedSleep())
-
-
-def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
-    # OpenCTI never reads feeds, so no feed store is loaded.
-    return SourceDeps(settings=settings, http=client, feeds=cast(Any, None))
 
 
 async def test_scored_observable(provider: Provider) -> None:
@@ -331,11 +302,7 @@ async def test_failure(
 ) -> None:
     provider.queue(reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(indicator(ADDRESS))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.source().lookup(indicator(ADDRESS)), error, message)
     assert len(provider.requests()) == attempts
 
 
@@ -392,12 +359,7 @@ async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFix
         "check IOCSCOPE_OPENCTI_API_KEY"
     ]
     assert {"httpx", "httpcore.http11", "iocscope.sources.http"} <= {r.name for r in caplog.records}
-    for record in caplog.records:
-        assert KEY not in record.getMessage()
-        assert KEY not in repr(record.args)
-        assert KEY not in (record.exc_text or "")
-    assert KEY not in caplog.text
-    assert KEY not in repr(source)
+    assert_key_not_logged(KEY, caplog, source)
     for received in provider.requests():
         assert KEY.encode() not in received.body
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -26,25 +24,19 @@ from iocscope.errors import (
 )
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import SourceKind, Status
-from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
-from iocscope.sources.http import build_http_client
 from iocscope.sources.otx import META, OtxSource, create, indicator_path, pulse_weight
+from tests.sources.support import RecordedSleep, deps, fixture, raises_exactly
 from tests.support.corpus import CORPUS, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "otx-test-key-9f41d7a2c6"
 KEY_ENV = "IOCSCOPE_OTX_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(path.name for path in (CORPUS / "api-responses" / "otx").glob("*.json"))
 PREFIXES = itertools.count()
 ADDRESS = "203.0.113.7"
 IP_PATH = f"/api/v1/indicators/IPv4/{ADDRESS}/general"
 NOW = datetime(2024, 12, 1, tzinfo=UTC)  # the fixtures' pulses are dated 2020-2024
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
 
 
 def make(kind: IndicatorType, value: str) -> Indicator:
@@ -53,16 +45,6 @@ def make(kind: IndicatorType, value: str) -> Indicator:
 
 def ipv4(value: str = ADDRESS) -> Indicator:
     return make(IndicatorType.IPV4, value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -89,25 +71,9 @@ class Provider:
         return OtxSource(self.client, SecretStr(KEY), sleep=self.sleep, now=lambda: now, **options)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
-
-
 @pytest.fixture
 def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
     return Provider(server, f"/otx{next(PREFIXES)}", client, RecordedSleep())
-
-
-def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
-    return SourceDeps(settings=settings, http=client, feeds=cast(Any, None))
 
 
 async def test_recent_pulses_flag(provider: Provider) -> None:
@@ -374,11 +340,7 @@ async def test_failure(
 ) -> None:
     provider.queue(IP_PATH, reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(ipv4())
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.source().lookup(ipv4()), error, message)
     assert len(provider.requests(IP_PATH)) == attempts
 
 

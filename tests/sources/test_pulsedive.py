@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from iocscope.config import Settings, settings_from_mapping
+from iocscope.config import settings_from_mapping
 from iocscope.errors import (
     AuthenticationError,
     BadResponseError,
@@ -27,19 +26,14 @@ from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.contract import Source, SourceKind, Status
 from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
-from iocscope.sources.http import build_http_client
 from iocscope.sources.pulsedive import INFO_PATH, META, PulsediveSource, create
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.sources.support import RecordedSleep, fixture, raises_exactly
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "pulsedive-test-key-e41b7f09"
 KEY_ENV = "IOCSCOPE_PULSEDIVE_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 PREFIXES = itertools.count()
 DOMAIN = "bad.example"
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
 
 
 def make(kind: IndicatorType, value: str) -> Indicator:
@@ -48,16 +42,6 @@ def make(kind: IndicatorType, value: str) -> Indicator:
 
 def domain(value: str = DOMAIN) -> Indicator:
     return make(IndicatorType.DOMAIN, value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -88,18 +72,6 @@ class Provider:
         options = {"base_url": self.base_url, **(sources or {})}
         settings = settings_from_mapping({"sources": {"pulsedive": options}})
         return create(SourceDeps(settings=settings, http=self.client, feeds=cast(Any, None)))
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
 
 
 @pytest.fixture
@@ -308,11 +280,7 @@ async def test_failure(
 ) -> None:
     provider.queue(reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(domain())
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(provider.source().lookup(domain()), error, message)
     assert len(provider.requests()) == attempts
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -27,17 +25,21 @@ from iocscope.errors import (
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.abusech import AuthKey
 from iocscope.sources.contract import SourceKind, Status
-from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
-from iocscope.sources.http import build_http_client
 from iocscope.sources.threatfox import API_PATH, META, ThreatFoxSource, create
+from tests.sources.support import (
+    RecordedSleep,
+    assert_key_not_logged,
+    deps,
+    fixture,
+    raises_exactly,
+)
 from tests.support.corpus import CORPUS, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "threatfox-test-key-e81d44a0c3"
 KEY_ENV = "IOCSCOPE_THREATFOX_API_KEY"
 SHARED_ENV = "IOCSCOPE_ABUSECH_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(path.name for path in (CORPUS / "api-responses" / "threatfox").glob("*.json"))
 PREFIXES = itertools.count()
 ADDRESS = "203.0.113.77"
@@ -45,22 +47,8 @@ SHA256 = "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9"
 NO_RESULT = b'{"query_status": "no_result", "data": "Your search did not yield any results"}'
 
 
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
 def indicator(kind: IndicatorType, value: str) -> Indicator:
     return Indicator(type=kind, value=value, original=value, display=value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -88,26 +76,9 @@ class Provider:
         return ThreatFoxSource(self.client, key, sleep=self.sleep, **options)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
-
-
 @pytest.fixture
 def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
     return Provider(server, f"/threatfox{next(PREFIXES)}", client, RecordedSleep())
-
-
-def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
-    # ThreatFox never reads feeds, so no feed store is loaded.
-    return SourceDeps(settings=settings, http=client, feeds=cast(Any, None))
 
 
 async def test_address_with_ports(provider: Provider) -> None:
@@ -289,11 +260,9 @@ async def test_query_status(
 ) -> None:
     provider.queue(Reply(200, json.dumps({"query_status": query_status})))
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(indicator(IndicatorType.IPV4, ADDRESS))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(
+        provider.source().lookup(indicator(IndicatorType.IPV4, ADDRESS)), error, message
+    )
 
 
 HTML = b"<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>"
@@ -361,11 +330,9 @@ async def test_failure(
 ) -> None:
     provider.queue(reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(indicator(IndicatorType.IPV4, ADDRESS))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(
+        provider.source().lookup(indicator(IndicatorType.IPV4, ADDRESS)), error, message
+    )
     assert len(provider.requests()) == attempts
 
 
@@ -432,12 +399,7 @@ async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFix
         "check IOCSCOPE_THREATFOX_API_KEY"
     ]
     assert {"httpx", "httpcore.http11", "iocscope.sources.http"} <= {r.name for r in caplog.records}
-    for record in caplog.records:
-        assert KEY not in record.getMessage()
-        assert KEY not in repr(record.args)
-        assert KEY not in (record.exc_text or "")
-    assert KEY not in caplog.text
-    assert KEY not in repr(source)
+    assert_key_not_logged(KEY, caplog, source)
     for received in provider.requests():
         assert KEY.encode() not in received.body
 

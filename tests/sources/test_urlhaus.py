@@ -5,11 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -28,18 +27,22 @@ from iocscope.errors import (
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources.abusech import AuthKey
 from iocscope.sources.contract import SourceKind, Status
-from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
-from iocscope.sources.http import build_http_client
 from iocscope.sources.urlhaus import HOST_PATH, META, PAYLOAD_PATH, URL_PATH, UrlhausSource, create
+from tests.sources.support import (
+    RecordedSleep,
+    assert_key_not_logged,
+    deps,
+    fixture,
+    raises_exactly,
+)
 from tests.support.corpus import CORPUS, cases_of, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "urlhaus-test-key-5b0e7c21d9"
 KEY_ENV = "IOCSCOPE_URLHAUS_API_KEY"
 SHARED_ENV = "IOCSCOPE_ABUSECH_API_KEY"
 HINT = f"check {KEY_ENV}"
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(path.name for path in (CORPUS / "api-responses" / "urlhaus").glob("*.json"))
 CASES = [case for case in cases_of("provider_api") if "urlhaus" in json.dumps(case["input"])]
 PREFIXES = itertools.count()
@@ -48,22 +51,8 @@ SHA256 = "5f1c0b2e3d4a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 MD5 = "0d4c1f3e6b7a8f9e0d1c2b3a4f5e6d7c"
 
 
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
 def indicator(kind: IndicatorType, value: str) -> Indicator:
     return Indicator(type=kind, value=value, original=value, display=value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -91,18 +80,6 @@ class Provider:
         return UrlhausSource(self.client, key, sleep=self.sleep, **options)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
-
-
 @pytest.fixture
 def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
     return Provider(server, f"/urlhaus{next(PREFIXES)}", client, RecordedSleep())
@@ -112,11 +89,6 @@ def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
 def fresh_drift() -> None:
     # Drift warnings are logged once per process; each test starts from none.
     reset_drift_warnings()
-
-
-def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
-    # URLhaus never reads feeds, so no feed store is loaded.
-    return SourceDeps(settings=settings, http=client, feeds=cast(Any, None))
 
 
 async def test_online_url(provider: Provider) -> None:
@@ -316,11 +288,9 @@ async def test_query_status(
 ) -> None:
     provider.queue(URL_PATH, Reply(200, json.dumps({"query_status": query_status})))
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(indicator(IndicatorType.URL, URL))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(
+        provider.source().lookup(indicator(IndicatorType.URL, URL)), error, message
+    )
     assert len(provider.requests(URL_PATH)) == 1
 
 
@@ -419,11 +389,9 @@ async def test_failure(
 ) -> None:
     provider.queue(URL_PATH, reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(indicator(IndicatorType.URL, URL))
-
-    assert type(info.value) is error
-    assert str(info.value) == message
+    await raises_exactly(
+        provider.source().lookup(indicator(IndicatorType.URL, URL)), error, message
+    )
     assert len(provider.requests(URL_PATH)) == attempts
 
 
@@ -505,12 +473,7 @@ async def test_key_never_logged(provider: Provider, caplog: pytest.LogCaptureFix
         "urlhaus: server error (status 503) after 3 attempts",
     ]
     assert {"httpx", "httpcore.http11", "iocscope.sources.http"} <= {r.name for r in caplog.records}
-    for record in caplog.records:
-        assert KEY not in record.getMessage()
-        assert KEY not in repr(record.args)
-        assert KEY not in (record.exc_text or "")
-    assert KEY not in caplog.text
-    assert KEY not in repr(source)
+    assert_key_not_logged(KEY, caplog, source)
     for received in provider.requests(URL_PATH):
         assert KEY not in received.path
         assert KEY.encode() not in received.body

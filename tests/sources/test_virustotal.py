@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,24 +27,18 @@ from iocscope.errors import (
 from iocscope.indicators.model import Indicator, IndicatorType
 from iocscope.sources import virustotal
 from iocscope.sources.contract import SourceKind, Status
-from iocscope.sources.deps import SourceDeps
 from iocscope.sources.drift import reset_drift_warnings
-from iocscope.sources.http import build_http_client
 from iocscope.sources.virustotal import META, VirusTotalSource, confidence, create, url_id
+from tests.sources.support import RecordedSleep, deps, fixture, raises_exactly
 from tests.support.corpus import CORPUS, corpus_path
-from tests.support.replay import Received, ReplayServer, Reply, replay_server
+from tests.support.replay import Received, ReplayServer, Reply
 
 KEY = "vt-test-key-3c9a51e07b"
 KEY_ENV = "IOCSCOPE_VIRUSTOTAL_API_KEY"
-FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(path.name for path in (CORPUS / "api-responses" / "virustotal").glob("*.json"))
 PREFIXES = itertools.count()
 ADDRESS = "203.0.113.7"
 IP_PATH = f"/api/v3/ip_addresses/{ADDRESS}"
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
 
 
 def make(kind: IndicatorType, value: str) -> Indicator:
@@ -54,16 +47,6 @@ def make(kind: IndicatorType, value: str) -> Indicator:
 
 def ipv4(value: str = ADDRESS) -> Indicator:
     return make(IndicatorType.IPV4, value)
-
-
-class RecordedSleep:
-    """A sleep that returns at once and remembers every wait it was asked for."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -90,26 +73,9 @@ class Provider:
         return VirusTotalSource(self.client, SecretStr(KEY), sleep=self.sleep, **options)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    with replay_server() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(Settings()) as shared:
-        yield shared
-
-
 @pytest.fixture
 def provider(server: ReplayServer, client: httpx.AsyncClient) -> Provider:
     return Provider(server, f"/vt{next(PREFIXES)}", client, RecordedSleep())
-
-
-def deps(settings: Settings, client: httpx.AsyncClient) -> SourceDeps:
-    # VirusTotal never reads feeds, so no feed store is loaded.
-    return SourceDeps(settings=settings, http=client, feeds=cast(Any, None))
 
 
 async def test_flagged_address(provider: Provider) -> None:
@@ -408,12 +374,8 @@ async def test_failure(
 ) -> None:
     provider.queue(IP_PATH, reply)
 
-    with pytest.raises(error) as info:
-        await provider.source().lookup(ipv4())
-
-    assert type(info.value) is error
-    assert str(info.value) == message
-    assert info.value.source == "virustotal"
+    raised = await raises_exactly(provider.source().lookup(ipv4()), error, message)
+    assert raised.source == "virustotal"
     assert len(provider.requests(IP_PATH)) == attempts
 
 
